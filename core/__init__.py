@@ -1,0 +1,1 @@
+"""Ballspot Studio's core library: everything but the browser UI (never imports gradio)."""

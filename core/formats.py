@@ -1,0 +1,216 @@
+"""SoccerNet's JSON formats: ``Labels-ball.json`` in, ``Labels-ball.json`` and
+``results_spotting.json`` out.
+
+Parsing validates every entry and collects every problem (file + entry + what) before
+anything is stored, so one bad line never leaves a half-imported game behind.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from core.errors import InputError, Problem
+from core.labels import (
+    CLASSES,
+    DEFAULT_VISIBILITY,
+    MS_PER_FRAME,
+    TEAMS,
+    VISIBILITIES,
+    frame_to_ms,
+    game_time,
+    ms_to_frame,
+    parse_game_time,
+)
+
+#: Keys of an annotation that the store models as columns; any others are kept verbatim.
+_KNOWN_KEYS = {"gameTime", "label", "position", "team", "visibility"}
+_REQUIRED_KEYS = ("position", "label", "team")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One labelled event of a file, already validated."""
+
+    frame: int
+    label: str
+    team: str
+    visibility: str = DEFAULT_VISIBILITY
+    #: Keys SoccerNet may add that we do not model (e.g. the 2025 ``halftime``), kept for export.
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class LabelFile:
+    """A parsed ``Labels-ball.json``."""
+
+    path: str
+    url_local: str | None
+    url_youtube: str
+    annotations: list[Annotation]
+    #: Non-fatal notes (a position snapped to the 40 ms grid), each naming its entry.
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def _entry_name(index: int, item: Any) -> str:
+    if isinstance(item, dict):
+        bits = [f"{k} {item[k]!r}" for k in ("position", "label") if k in item]
+        return f"annotations[{index}]" + (f" ({', '.join(bits)})" if bits else "")
+    return f"annotations[{index}]"
+
+
+def _parse_position(value: Any) -> int:
+    """Milliseconds as SoccerNet writes them: a string or number holding a whole number."""
+    if isinstance(value, bool):
+        raise ValueError(f"position {value!r} is not a number of milliseconds")
+    if isinstance(value, int):
+        ms = value
+    elif isinstance(value, float) and value.is_integer():
+        ms = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        ms = int(value.strip())
+    else:
+        raise ValueError(f"position {value!r} is not a whole number of milliseconds")
+    if ms < 0:
+        raise ValueError(f"position {value!r} is negative")
+    return ms
+
+
+def _unknown(kind: str, value: Any, known: Iterable[str]) -> str:
+    known = list(known)
+    close = difflib.get_close_matches(str(value).upper() if kind == "label" else str(value), known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {value!r}{hint} (known: {', '.join(known)})"
+
+
+def parse_labels(text: str | bytes, path: str, *, duration_ms: float | None = None) -> LabelFile:
+    """Parse and validate a ``Labels-ball.json``; raise :class:`InputError` listing every problem.
+
+    ``duration_ms``, when the game's video is known, rejects labels past the end of the video.
+    """
+    try:
+        doc = json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise InputError(Problem(path, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(Problem(path, f"line {exc.lineno} column {exc.colno}", f"malformed JSON: {exc.msg}")) from None
+    if not isinstance(doc, dict):
+        raise InputError(Problem(path, "", f"expected a JSON object, found {type(doc).__name__}"))
+    if "annotations" not in doc:
+        raise InputError(Problem(path, "", "missing key 'annotations'"))
+    items = doc["annotations"]
+    if not isinstance(items, list):
+        raise InputError(Problem(path, "annotations", f"expected a list, found {type(items).__name__}"))
+    url_local = doc.get("UrlLocal")
+    if url_local is not None and not isinstance(url_local, str):
+        raise InputError(Problem(path, "UrlLocal", f"expected a string, found {url_local!r}"))
+
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    annotations: list[Annotation] = []
+    seen: dict[tuple[int, str, str], str] = {}
+    for index, item in enumerate(items):
+        entry = _entry_name(index, item)
+        if not isinstance(item, dict):
+            problems.append(Problem(path, entry, f"expected an object, found {item!r}"))
+            continue
+        missing = [k for k in _REQUIRED_KEYS if k not in item]
+        if missing:
+            problems.append(Problem(path, entry, "missing key " + ", ".join(repr(k) for k in missing)))
+            continue
+        errors: list[str] = []
+        try:
+            ms = _parse_position(item["position"])
+        except ValueError as exc:
+            errors.append(str(exc))
+            ms = None
+        label, team = item["label"], item["team"]
+        visibility = item.get("visibility", DEFAULT_VISIBILITY)
+        if label not in CLASSES:
+            errors.append(_unknown("label", label, CLASSES))
+        if team not in TEAMS:
+            errors.append(_unknown("team", team, TEAMS))
+        if visibility not in VISIBILITIES:
+            errors.append(_unknown("visibility", visibility, VISIBILITIES))
+        if "gameTime" in item:
+            try:
+                half, _ = parse_game_time(item["gameTime"])
+                if half != 1:
+                    errors.append(
+                        f"gameTime {item['gameTime']!r} is in half {half}; ball-action games are one "
+                        "video with every event in half 1"
+                    )
+            except ValueError as exc:
+                errors.append(str(exc))
+        if ms is not None and duration_ms is not None and ms >= duration_ms:
+            errors.append(f"position {ms} ms is past the end of the video ({duration_ms / 1000:.2f} s)")
+        if errors:
+            problems.extend(Problem(path, entry, e) for e in errors)
+            continue
+        frame = ms_to_frame(ms)
+        if frame_to_ms(frame) != ms:
+            warnings.append(
+                Problem(path, entry, f"position {ms} ms is not on the {MS_PER_FRAME} ms frame grid; "
+                        f"snapped to {frame_to_ms(frame)} ms")
+            )
+        key = (frame, label, team)
+        if key in seen:
+            problems.append(Problem(path, entry, f"duplicate of {seen[key]} (same frame, label and team)"))
+            continue
+        seen[key] = entry
+        extra = {k: v for k, v in item.items() if k not in _KNOWN_KEYS}
+        annotations.append(Annotation(frame, label, team, visibility, extra))
+    if problems:
+        raise InputError(problems)
+    return LabelFile(path, url_local or None, str(doc.get("UrlYoutube") or ""), annotations, warnings)
+
+
+def annotation_dict(frame: int, label: str, team: str, visibility: str, extra: dict | None = None) -> dict:
+    """One annotation exactly as SoccerNet writes it (keys in SoccerNet's order)."""
+    item = {
+        "gameTime": game_time(frame),
+        "label": label,
+        "position": str(frame_to_ms(frame)),
+        "team": team,
+        "visibility": visibility,
+    }
+    item.update(extra or {})
+    return item
+
+
+def labels_document(url_local: str, url_youtube: str, rows: Iterable[dict]) -> dict:
+    """A ``Labels-ball.json`` document from store rows (sorted by frame, ties in creation order)."""
+    rows = sorted(rows, key=lambda r: (r["frame"], r["id"]))
+    return {
+        "UrlLocal": url_local,
+        "UrlYoutube": url_youtube,
+        "annotations": [
+            annotation_dict(r["frame"], r["label"], r["team"], r["visibility"], json.loads(r["extra"] or "{}"))
+            for r in rows
+        ],
+    }
+
+
+def predictions_document(url_local: str, rows: Iterable[dict]) -> dict:
+    """A ``results_spotting.json`` document from prediction rows, as SoccerNet's evaluation reads it."""
+    rows = sorted(rows, key=lambda r: (r["frame"], r["id"]))
+    return {
+        "UrlLocal": url_local,
+        "predictions": [
+            {
+                "gameTime": game_time(r["frame"]),
+                "label": r["label"],
+                "position": str(frame_to_ms(r["frame"])),
+                "half": "1",
+                "confidence": float(r["confidence"]),
+                "team": r["team"],
+            }
+            for r in rows
+        ],
+    }
+
+
+def dumps(doc: dict) -> str:
+    """SoccerNet's own layout: two-space indentation, no trailing newline."""
+    return json.dumps(doc, indent=2, ensure_ascii=False)

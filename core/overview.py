@@ -1,0 +1,56 @@
+"""The workspace at a glance: one row per game, for ``launch.py games`` and the game picker."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from core.labels import CLASSES
+from core.store import Store
+
+#: Short column names for the 12 classes, so the table fits a terminal.
+CLASS_ABBREV: dict[str, str] = {
+    "PASS": "PASS", "DRIVE": "DRIVE", "HEADER": "HEAD", "HIGH PASS": "HIGH", "OUT": "OUT", "CROSS": "CROSS",
+    "THROW IN": "THROW", "SHOT": "SHOT", "BALL PLAYER BLOCK": "BLOCK", "PLAYER SUCCESSFUL TACKLE": "TACKLE",
+    "FREE KICK": "FK", "GOAL": "GOAL",
+}
+
+
+def video_status(game: dict) -> str:
+    """``720p 95.2 min``, ``none``, ``missing`` (file gone) or ``changed`` (size or time differ)."""
+    path = game["video_path"]
+    if not path:
+        return "none"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    if st.st_size != game["size_bytes"] or abs(st.st_mtime - (game["video_mtime"] or 0)) > 1e-3:
+        return "changed"
+    return f"{game['height']}p {game['duration_s'] / 60:.1f} min"
+
+
+def games_table(store: Store) -> pd.DataFrame:
+    """Games with split, video status, labels per class, predictions and review progress."""
+    games = store.games()
+    counts = pd.DataFrame(store.label_counts(), columns=["game_id", "label", "n"])
+    per_class = counts.pivot_table(index="game_id", columns="label", values="n", aggfunc="sum", fill_value=0)
+    preds = pd.DataFrame(store.prediction_counts(), columns=["game_id", "status", "n"])
+    per_status = preds.pivot_table(index="game_id", columns="status", values="n", aggfunc="sum", fill_value=0)
+    rows = []
+    for g in games:
+        row = {"game": g["url_local"], "split": g["split"] or "", "video": video_status(g)}
+        total = 0
+        for name in CLASSES:
+            n = int(per_class.at[g["id"], name]) if g["id"] in per_class.index and name in per_class.columns else 0
+            row[CLASS_ABBREV[name]] = n
+            total += n
+        row["labels"] = total
+        status = {s: int(per_status.at[g["id"], s]) if g["id"] in per_status.index and s in per_status.columns else 0
+                  for s in ("pending", "accepted", "rejected")}
+        n_pred = sum(status.values())
+        row["predictions"] = n_pred
+        row["reviewed"] = f"{status['accepted'] + status['rejected']}/{n_pred}" if n_pred else "-"
+        rows.append(row)
+    columns = ["game", "split", "video", *CLASS_ABBREV.values(), "labels", "predictions", "reviewed"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Ballspot Studio: the one entry point.
+
+    python launch.py                      # the review app in the browser
+    python launch.py import SRC           # SoccerNet labels (tree, game folder or .zip) into the workspace
+    python launch.py export OUT           # labels (or --predictions VERSION) as SoccerNet JSON
+    python launch.py download --split ... # SoccerNet's downloader, then import
+    python launch.py games                # the workspace at a glance
+
+Every subcommand takes ``--workspace DIR`` (default ``./data``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from core.errors import BallspotError
+from core.workspace import DEFAULT_WORKSPACE, Workspace
+
+
+@contextmanager
+def _tqdm_progress(desc: str) -> Iterator:
+    """A ``progress(done, total, message)`` callback drawn as a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="game", file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int, message: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(message[:60], refresh=False)
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+def _store(args: argparse.Namespace):
+    from core.store import Store
+
+    return Store.open(Workspace.at(args.workspace))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from core.ingest import import_source
+
+    ws = Workspace.at(args.workspace)
+    with _store(args) as store, _tqdm_progress("import") as progress:
+        report = import_source(store, args.src, workspace=ws, split=args.split, replace=args.replace,
+                               author=args.author, progress=progress)
+    print(report.summary())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.export import export
+
+    with _store(args) as store:
+        written = export(store, args.out, games=args.game, predictions=args.predictions)
+    print(f"Wrote {len(written)} file(s) to {args.out}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from core.download import download
+
+    ws = Workspace.at(args.workspace)
+    with _store(args) as store, _tqdm_progress("import") as progress:
+        reports = download(store, ws, args.split, replace=args.replace, progress=progress)
+    for report in reports:
+        print(report.summary())
+    return 0
+
+
+def cmd_games(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from core.overview import games_table
+
+    with _store(args) as store:
+        table = games_table(store)
+    if args.format == "csv":
+        print(table.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(table.to_json(orient="records", indent=2))
+    elif table.empty:
+        print(f"No games in {Workspace.at(args.workspace).root}. Import some with: python launch.py import SRC")
+    else:
+        with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
+            print(table.to_string(index=False))
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from app.main import launch_app
+
+    launch_app(Workspace.at(args.workspace), host=args.host, port=args.port, auth=args.auth)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.splits import SPLITS
+
+    help_ws = f"workspace folder (default: {DEFAULT_WORKSPACE})"
+    # SUPPRESS in the subcommands so `launch.py --workspace W import ...` keeps W.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", default=argparse.SUPPRESS, metavar="DIR", help=help_ws)
+
+    parser = argparse.ArgumentParser(prog="launch.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--workspace", default=None, metavar="DIR", help=help_ws)
+    parser.add_argument("--host", default="127.0.0.1", help="address the app listens on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login")
+    parser.set_defaults(func=cmd_app)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("import", parents=[common], help="import SoccerNet labels (and videos in place)")
+    p.add_argument("src", help="a SoccerNet tree, one game folder, or a .zip of either")
+    p.add_argument("--split", default=None, help="split for games SoccerNet's lists do not know")
+    p.add_argument("--replace", action="store_true", help="replace games already imported (history keeps the old)")
+    p.add_argument("--author", default=None, help="who imported (recorded in the history)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", parents=[common], help="write labels or predictions as SoccerNet JSON")
+    p.add_argument("out", help="output folder, or a file ending in .zip")
+    p.add_argument("--game", action="append", metavar="URL_LOCAL", help="only this game (repeatable)")
+    p.add_argument("--predictions", metavar="VERSION", help="a model version's predictions (results_spotting.json)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("download", parents=[common], help="download SoccerNet BAS-2024 and import it")
+    p.add_argument("--split", nargs="+", required=True, choices=SPLITS)
+    p.add_argument("--replace", action="store_true")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("games", parents=[common], help="list the workspace's games")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_games)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BallspotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
