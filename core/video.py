@@ -94,4 +94,5 @@ def probe(path: str | Path) -> VideoInfo:
     except InputError:
         raise
     except (av.FFmpegError, OSError, StopIteration, ValueError) as exc:
-        raise InputError(Problem(str(path), "", f"not a readable video ({exc})")) from None
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(Problem(str(path), "", f"not a readable video ({reason})")) from None

@@ -1,0 +1,78 @@
+"""Shared fixtures: workspaces in tmp folders, tiny synthetic videos, SoccerNet trees."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.labels import LABEL_FILE, game_time  # noqa: E402
+from core.store import Store  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
+
+#: The five real BAS-2024 label files every developer and CI run has beside the project.
+REAL_DATA = ROOT.parent / "shared" / "data" / "soccernet-ball-2024"
+REAL_GAMES = 5
+REAL_LABELS = 8453
+
+
+def real_label_files() -> list[Path]:
+    files = sorted(REAL_DATA.rglob(LABEL_FILE))
+    assert len(files) == REAL_GAMES, f"expected the {REAL_GAMES} real label files under {REAL_DATA}"
+    return files
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace.at(tmp_path / "ws").ensure()
+
+
+@pytest.fixture
+def store(workspace: Workspace):
+    with Store.open(workspace) as s:
+        yield s
+
+
+def make_video(path: Path, frames: int = 50, size: tuple[int, int] = (64, 48), fps: int = 25) -> Path:
+    """A tiny H.264 file whose frames differ (a moving bright square)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"g": "5", "preset": "ultrafast"}
+        for i in range(frames):
+            img = np.full((h, w, 3), 40, np.uint8)
+            x = (i * 3) % (w - 8)
+            img[10:18, x:x + 8] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def annotation(frame: int, label: str = "PASS", team: str = "home", **extra) -> dict:
+    return {"gameTime": game_time(frame), "label": label, "position": str(frame * 40), "team": team,
+            "visibility": "visible", **extra}
+
+
+def make_game(root: Path, url_local: str, annotations: list[dict] | None, *, video_frames: int | None = None,
+              raw: str | None = None) -> Path:
+    """A SoccerNet game folder under ``root``: a label file (or ``raw`` text) and an optional video."""
+    folder = root / url_local
+    folder.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        (folder / LABEL_FILE).write_text(raw)
+    elif annotations is not None:
+        doc = {"UrlLocal": url_local, "UrlYoutube": "", "annotations": annotations}
+        (folder / LABEL_FILE).write_text(json.dumps(doc, indent=2))
+    if video_frames is not None:
+        make_video(folder / "224p.mp4", frames=video_frames)
+    return folder

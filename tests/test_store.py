@@ -1,0 +1,264 @@
+"""The store: operations, conflicts, undo/redo that survives a restart, concurrency, durability."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT, annotation, make_game
+from core.errors import BallspotError, ConflictError, NotFoundError, SchemaError
+from core.ingest import import_source
+from core.store import SCHEMA_VERSION, Store
+
+GAME = "league_x/2024-2025/2024-08-01 - Alpha - Beta"
+
+
+@pytest.fixture
+def game(store, workspace, tmp_path):
+    make_game(tmp_path / "src", GAME, [annotation(5), annotation(9, "SHOT", "away")], video_frames=100)
+    import_source(store, tmp_path / "src", workspace=workspace)
+    return GAME
+
+
+def state(store: Store) -> list[tuple]:
+    """What a reviewer sees: labels and prediction decisions, without bookkeeping columns."""
+    g = store.game(GAME)["id"]
+    labels = [(r["id"], r["frame"], r["label"], r["team"], r["visibility"], r["source"]) for r in store.labels(g)]
+    preds = [(r["id"], r["status"], r["reviewer"]) for r in store.predictions(g)]
+    return labels + preds
+
+
+def test_schema_is_versioned_and_pragmas_are_set(store):
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    tables = set(store.db.table_names())
+    assert {"games", "labels", "predictions", "models", "jobs", "actions", "changes"} <= tables
+
+
+def test_newer_schema_is_refused(workspace):
+    with Store.open(workspace) as s:
+        s.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SchemaError, match="newer"):
+        Store.open(workspace)
+
+
+def test_add_update_delete_with_revisions(store, game):
+    lab = store.add_label(game, 50, "HEADER", "away", author="ana")
+    assert (lab["revision"], lab["source"], lab["author"]) == (1, "human", "ana")
+    moved = store.update_label(lab["id"], 1, frame=51, author="ben")
+    assert (moved["frame"], moved["revision"], moved["author"]) == (51, 2, "ben")
+    with pytest.raises(ConflictError, match="revision 1, now 2") as info:
+        store.update_label(lab["id"], 1, team="home")
+    assert info.value.current["frame"] == 51
+    assert store.label(lab["id"])["team"] == "away"  # the stale edit overwrote nothing
+    with pytest.raises(ConflictError):
+        store.delete_label(lab["id"], 1)
+    store.delete_label(lab["id"], 2, author="ana")
+    with pytest.raises(NotFoundError):
+        store.label(lab["id"])
+
+
+def test_add_refuses_duplicates_and_bad_values(store, game):
+    with pytest.raises(ConflictError, match="already exists at frame 5"):
+        store.add_label(game, 5, "PASS", "home")
+    with pytest.raises(BallspotError, match="unknown label"):
+        store.add_label(game, 7, "PAS", "home")
+    with pytest.raises(BallspotError, match="unknown team"):
+        store.add_label(game, 7, "PASS", "nobody")
+    with pytest.raises(BallspotError, match="past the end of the video"):
+        store.add_label(game, 100, "PASS", "home")
+    with pytest.raises(BallspotError, match="not a frame number"):
+        store.add_label(game, -1, "PASS", "home")
+
+
+def test_history_is_append_only(store, game):
+    store.add_label(game, 50, "HEADER", "away")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.conn.execute("DELETE FROM changes")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.conn.execute("UPDATE changes SET after = NULL")
+    ops = [c["op"] for a in store.history(game) for c in a["changes"]]
+    assert ops[0] == "insert"
+
+
+def test_accept_and_reject(store, game):
+    store.register_model("v1")
+    store.add_predictions("v1", game, [(20, "CROSS", "home", 0.8), (30, "OUT", "away", 0.4), (5, "PASS", "home", 0.9)])
+    p_cross, p_out, p_pass = store.predictions(game, "v1")[1], store.predictions(game, "v1")[2], store.predictions(game, "v1")[0]
+    accepted = store.accept(p_cross["id"], reviewer="ana", base_revision=1)
+    assert accepted["status"] == "accepted" and accepted["reviewer"] == "ana"
+    made = [r for r in store.labels(game) if r["prediction_id"] == p_cross["id"]]
+    assert len(made) == 1 and made[0]["source"] == "model" and made[0]["frame"] == 20
+    # Accepting a prediction that matches an existing label links to it instead of duplicating.
+    store.accept(p_pass["id"], reviewer="ana")
+    assert len([r for r in store.labels(game) if r["frame"] == 5]) == 1
+    with pytest.raises(ConflictError):
+        store.reject(p_cross["id"], reviewer="ben", base_revision=1)  # stale: it was accepted meanwhile
+    store.reject(p_cross["id"], reviewer="ben", base_revision=2)
+    assert not [r for r in store.labels(game) if r["frame"] == 20]
+    assert store.reject(p_out["id"], reviewer="ben")["status"] == "rejected"
+
+
+def test_undo_redo_survive_reopening_the_store(workspace, tmp_path):
+    make_game(tmp_path / "src", GAME, [annotation(5), annotation(9, "SHOT", "away")], video_frames=100)
+    states = []
+    with Store.open(workspace) as s:
+        import_source(s, tmp_path / "src", workspace=workspace)
+        s.register_model("v1")
+        s.add_predictions("v1", GAME, [(40, "CROSS", "home", 0.7), (60, "OUT", "away", 0.3)])
+        states.append(state(s))
+        lab = s.add_label(GAME, 50, "HEADER", "away", author="ana")
+        states.append(state(s))
+        s.update_label(lab["id"], 1, frame=52, team="home", author="ana")
+        states.append(state(s))
+        first = s.labels(GAME)[0]
+        s.delete_label(first["id"], first["revision"], author="ana")
+        states.append(state(s))
+        p1, p2 = s.predictions(GAME, "v1")
+        s.accept(p1["id"], reviewer="ana")
+        states.append(state(s))
+        s.reject(p2["id"], reviewer="ana")
+        states.append(state(s))
+
+    # Undo everything, one reopen of the store per step: each step restores the state before.
+    for expected in reversed(states[:-1]):
+        with Store.open(workspace) as s:
+            assert s.undo(GAME) is not None
+            assert state(s) == expected
+            assert s.integrity_check() == "ok"
+    with Store.open(workspace) as s:
+        assert s.undo(GAME) is None, "undo stops at the import"
+    # Redo everything, again across reopens.
+    for expected in states[1:]:
+        with Store.open(workspace) as s:
+            assert s.redo(GAME) is not None
+            assert state(s) == expected
+    with Store.open(workspace) as s:
+        assert s.redo(GAME) is None
+
+
+def test_new_edit_clears_redo_and_undo_refuses_after_foreign_change(store, game):
+    lab = store.add_label(game, 50, "HEADER", "away", author="ana")
+    store.undo(game)
+    store.add_label(game, 70, "GOAL", "home", author="ana")
+    assert store.redo(game) is None, "a new edit after an undo drops the redo"
+
+    goal = [r for r in store.labels(game) if r["label"] == "GOAL"][0]
+    store.update_label(goal["id"], goal["revision"], frame=71, author="ben")
+    before = store.dump()
+    # Ana's undo is scoped to her own edits: her GOAL was changed by Ben since, so it refuses.
+    with pytest.raises(ConflictError, match="was changed after it"):
+        store.undo(game, author="ana")
+    assert store.dump() == before
+    assert lab["id"] not in [r["id"] for r in store.labels(game)]
+
+
+def test_undo_restores_revision_monotonically(store, game):
+    lab = store.add_label(game, 50, "HEADER", "away")
+    store.update_label(lab["id"], 1, frame=51)
+    store.undo(game)
+    now = store.label(lab["id"])
+    assert now["frame"] == 50 and now["revision"] == 3
+    with pytest.raises(ConflictError):
+        store.update_label(lab["id"], 2, frame=60)  # the tab that saw revision 2 is stale
+
+
+def test_concurrent_writers_from_two_connections(workspace, tmp_path):
+    """Two tabs (two connections) editing at once: every edit lands, conflicts are detected."""
+    make_game(tmp_path / "src", GAME, [annotation(5)], video_frames=4000)
+    with Store.open(workspace) as s:
+        import_source(s, tmp_path / "src", workspace=workspace)
+    errors: list[Exception] = []
+
+    def writer(offset: int) -> None:
+        try:
+            with Store.open(workspace) as s:
+                for i in range(60):
+                    s.add_label(GAME, 100 + 2 * i + offset, "PASS", "home", author=f"tab{offset}")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with Store.open(workspace) as s:
+        assert len(s.labels(GAME)) == 121
+        lab = s.labels(GAME)[0]
+        with Store.open(workspace) as other:
+            other.update_label(lab["id"], lab["revision"], frame=6)
+        with pytest.raises(ConflictError):
+            s.update_label(lab["id"], lab["revision"], frame=7)
+
+
+_CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from core.store import Store
+s = Store(sys.argv[2])
+for i in range(100000):
+    row = s.add_label(sys.argv[3], 10 + i, "DRIVE", "away", author="child")
+    print(row["id"], flush=True)
+"""
+
+
+def test_sigkill_mid_writes_loses_nothing_that_returned(workspace, tmp_path):
+    make_game(tmp_path / "src", GAME, [annotation(5)])
+    with Store.open(workspace) as s:
+        import_source(s, tmp_path / "src", workspace=workspace)
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(ROOT), str(workspace.db_path), GAME],
+                             stdout=subprocess.PIPE, text=True)
+    returned = []
+    deadline = time.monotonic() + 60
+    while len(returned) < 150 and time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            break
+        returned.append(int(line))
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert len(returned) >= 150, "the child wrote too little before being killed"
+    with Store.open(workspace) as s:
+        assert s.integrity_check() == "ok"
+        ids = {r["id"] for r in s.labels(GAME)}
+        assert set(returned) <= ids
+        # Every surviving label has its history: no half-written operation.
+        logged = {c["row_id"] for c in s.conn.execute("SELECT row_id FROM changes WHERE tbl = 'labels' AND op = 'insert'")}
+        assert ids <= logged
+
+
+def test_label_fingerprint_changes_with_any_edit(store, game):
+    a = store.label_fingerprint()
+    lab = store.add_label(game, 50, "HEADER", "away")
+    b = store.label_fingerprint()
+    store.update_label(lab["id"], 1, team="home")
+    c = store.label_fingerprint()
+    store.undo(game)
+    store.undo(game)
+    assert len({a, b, c}) == 3 and store.label_fingerprint() == a
+
+
+def test_models_and_jobs(store, game):
+    store.register_model("v1", config={"epochs": 1}, label_fingerprint=store.label_fingerprint())
+    store.register_model("v2", parent="v1", metrics={"mAP@1": 0.5})
+    assert json.loads(store.model("v2")["metrics"]) == {"mAP@1": 0.5}
+    with pytest.raises(ConflictError):
+        store.register_model("v1")
+    with pytest.raises(NotFoundError):
+        store.register_model("v3", parent="nope")
+    job = store.create_job("train", {"epochs": 2})
+    assert job["status"] == "queued"
+    done = store.update_job(job["id"], status="done", progress=1.0, result={"version": "v2"})
+    assert done["status"] == "done" and json.loads(done["result"]) == {"version": "v2"}
+    with pytest.raises(sqlite3.IntegrityError):
+        store.update_job(job["id"], status="exploded")
