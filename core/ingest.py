@@ -82,11 +82,17 @@ def _url_local(folder: Path, declared: str | None) -> str:
     return "/".join(folder.resolve().parts[-3:])
 
 
-def read_game(folder: Path, *, split: str | None = None) -> tuple[GameImport, list[Problem]]:
-    """Parse and probe one game folder; raise :class:`InputError` with every problem found."""
+def read_game(folder: Path, *, split: str | None = None,
+              label_path: Path | None = None) -> tuple[GameImport, list[Problem]]:
+    """Parse and probe one game folder; raise :class:`InputError` with every problem found.
+
+    ``label_path`` names a label file outside its game folder (an upload): it must then say
+    its ``UrlLocal``, and no video is looked for.
+    """
     problems: list[Problem] = []
     video: VideoInfo | None = None
-    for path in find_videos(folder):
+    loose = label_path is not None
+    for path in [] if loose else find_videos(folder):
         try:
             info = probe(path)
         except InputError as exc:
@@ -94,7 +100,7 @@ def read_game(folder: Path, *, split: str | None = None) -> tuple[GameImport, li
             continue
         if video is None or info.height > video.height:
             video = info
-    label_path = folder / LABEL_FILE
+    label_path = label_path or folder / LABEL_FILE
     parsed = None
     if label_path.is_file():
         try:
@@ -104,6 +110,9 @@ def read_game(folder: Path, *, split: str | None = None) -> tuple[GameImport, li
             problems.append(Problem(str(label_path), "", f"cannot read: {exc.strerror}"))
         except InputError as exc:
             problems.extend(exc.problems)
+    if parsed is not None and loose and not parsed.url_local:
+        problems.append(Problem(str(label_path), "UrlLocal",
+                                "missing: a label file outside its league/season/game folder must name its game"))
     if problems:
         raise InputError(problems)
     url_local = _url_local(folder, parsed.url_local if parsed else None)
@@ -220,7 +229,14 @@ def import_source(
     elif src.is_file() and src.suffix.lower() == ".zip":
         raise InputError(Problem(str(src), "", "not a readable zip file"))
     elif src.is_file() and src.name == LABEL_FILE:
-        root = src.parent
+        root = src.parent  # a game folder named by its label file: its video is used too
+    elif src.is_file() and src.suffix.lower() == ".json":
+        game, notes = read_game(src.parent, split=split, label_path=src)
+        problems = _past_stored_video(store, game)
+        if problems:
+            raise InputError(problems)
+        say(1, 1, f"writing 1 game to {store.path.name}")
+        return ImportReport(str(src), [game], store.bulk_import([game], replace=replace, author=author), notes)
     else:
         root = src
     folders = discover(root)

@@ -150,3 +150,25 @@ def test_predictions_export_is_soccernet_results(store, workspace, tmp_path):
         {"gameTime": "1 - 00:00", "label": "PASS", "position": "200", "half": "1", "confidence": 0.9, "team": "home"},
         {"gameTime": "1 - 00:01", "label": "SHOT", "position": "1200", "half": "1", "confidence": 0.25, "team": "away"},
     ]
+
+
+def test_import_a_loose_label_file(store, workspace, tmp_path):
+    """An uploaded file (any name) is imported by the UrlLocal it declares."""
+    doc = {"UrlLocal": GAME, "UrlYoutube": "", "annotations": [annotation(4), annotation(6, "OUT", "away")]}
+    path = tmp_path / "upload-123.json"
+    path.write_text(json.dumps(doc))
+    import_source(store, path, workspace=workspace, split="train")
+    assert [r["label"] for r in store.labels(GAME)] == ["PASS", "OUT"]
+    assert store.game(GAME)["split"] == "train"
+
+    nameless = tmp_path / "nameless.json"
+    nameless.write_text(json.dumps({"annotations": [annotation(4)]}))
+    from core.errors import InputError
+    with pytest.raises(InputError, match=r"nameless.json: UrlLocal: missing"):
+        import_source(store, nameless, workspace=workspace)
+
+
+def test_import_a_label_file_inside_its_game_folder_uses_its_video(store, workspace, tmp_path):
+    folder = make_game(tmp_path / "src", GAME, [annotation(4)], video_frames=30)
+    import_source(store, folder / LABEL_FILE, workspace=workspace)
+    assert store.game(GAME)["frame_count"] == 30

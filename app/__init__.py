@@ -1,0 +1,1 @@
+"""Ballspot Studio browser UI (Gradio). Lays out the UI and calls core."""
