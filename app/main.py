@@ -19,6 +19,8 @@ from core.splits import SPLITS
 from core.store import Store
 from core.workspace import Workspace
 
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
 
 def build_app(workspace: Workspace) -> gr.Blocks:
     store = Store.open(workspace)
@@ -97,4 +99,5 @@ def launch_app(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 786
         if not sep or not user:
             raise BallspotError("--auth takes USER:PASS")
         credentials = (user, password)
-    build_app(workspace.ensure()).launch(server_name=host, server_port=port, auth=credentials, share=False)
+    build_app(workspace.ensure()).launch(server_name=host, server_port=port, auth=credentials, share=False,
+                                        css_paths=[ASSETS / "app.css"])
