@@ -11,7 +11,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from core.formats import dumps, labels_document, predictions_document
+from core.formats import check_url_local, dumps, labels_document, predictions_document
+from core.errors import BallspotError
 from core.labels import LABEL_FILE, PREDICTION_FILE
 from core.store import Store
 
@@ -23,6 +24,10 @@ def documents(store: Store, *, games: list[str] | None = None, predictions: str 
     chosen = [store.game(g) for g in games] if games else store.games()
     out: dict[str, str] = {}
     for g in chosen:
+        try:
+            check_url_local(g["url_local"])  # it becomes folders: never ../ or absolute
+        except ValueError as exc:
+            raise BallspotError(f"game {g['id']}: UrlLocal {exc}") from None
         if predictions is None:
             doc = labels_document(g["url_local"], g["url_youtube"], store.labels(g["id"]))
             name = LABEL_FILE

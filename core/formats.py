@@ -60,13 +60,36 @@ def _entry_name(index: int, item: Any) -> str:
     return f"annotations[{index}]"
 
 
+#: No match video is this long; larger positions are typos (and would overflow SQLite's integers).
+MAX_POSITION_MS = 24 * 3600 * 1000
+
+
+def check_url_local(value: Any) -> str:
+    """A game's SoccerNet id: a relative path of plain names (it becomes export folders)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, found {value!r}")
+    _check_text(value)
+    parts = value.strip().strip("/").split("/")
+    if not value.strip() or any(p.strip() in ("", ".", "..") or "\\" in p for p in parts):
+        raise ValueError(f"{value!r} is not a league/season/game path")
+    return "/".join(parts)
+
+
+def _check_text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{value!r} is not valid Unicode text") from None
+    return value
+
+
 def _parse_position(value: Any) -> int:
     """Milliseconds as SoccerNet writes them: a string or number holding a whole number."""
     if isinstance(value, bool):
         raise ValueError(f"position {value!r} is not a number of milliseconds")
     if isinstance(value, int):
         ms = value
-    elif isinstance(value, float) and value.is_integer():
+    elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         ms = int(value)
     elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
         ms = int(value.strip())
@@ -74,6 +97,8 @@ def _parse_position(value: Any) -> int:
         raise ValueError(f"position {value!r} is not a whole number of milliseconds")
     if ms < 0:
         raise ValueError(f"position {value!r} is negative")
+    if ms > MAX_POSITION_MS:
+        raise ValueError(f"position {value!r} is more than 24 hours")
     return ms
 
 
@@ -89,12 +114,17 @@ def parse_labels(text: str | bytes, path: str, *, duration_ms: float | None = No
 
     ``duration_ms``, when the game's video is known, rejects labels past the end of the video.
     """
+    def no_constants(name: str) -> None:
+        raise ValueError(f"{name} is not valid JSON")
+
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=no_constants)
     except UnicodeDecodeError as exc:
         raise InputError(Problem(path, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")) from None
     except json.JSONDecodeError as exc:
         raise InputError(Problem(path, f"line {exc.lineno} column {exc.colno}", f"malformed JSON: {exc.msg}")) from None
+    except (RecursionError, ValueError) as exc:  # absurd nesting, integers too long to parse
+        raise InputError(Problem(path, "", f"malformed JSON: {str(exc)[:120]}")) from None
     if not isinstance(doc, dict):
         raise InputError(Problem(path, "", f"expected a JSON object, found {type(doc).__name__}"))
     if "annotations" not in doc:
@@ -103,8 +133,18 @@ def parse_labels(text: str | bytes, path: str, *, duration_ms: float | None = No
     if not isinstance(items, list):
         raise InputError(Problem(path, "annotations", f"expected a list, found {type(items).__name__}"))
     url_local = doc.get("UrlLocal")
-    if url_local is not None and not isinstance(url_local, str):
-        raise InputError(Problem(path, "UrlLocal", f"expected a string, found {url_local!r}"))
+    if url_local is not None:
+        try:
+            url_local = check_url_local(url_local)
+        except ValueError as exc:
+            raise InputError(Problem(path, "UrlLocal", str(exc))) from None
+    url_youtube = doc.get("UrlYoutube") or ""
+    if not isinstance(url_youtube, str):
+        raise InputError(Problem(path, "UrlYoutube", f"expected a string, found {url_youtube!r}"))
+    try:
+        _check_text(url_youtube)
+    except ValueError as exc:
+        raise InputError(Problem(path, "UrlYoutube", str(exc))) from None
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -160,10 +200,15 @@ def parse_labels(text: str | bytes, path: str, *, duration_ms: float | None = No
             continue
         seen[key] = entry
         extra = {k: v for k, v in item.items() if k not in _KNOWN_KEYS}
+        try:
+            _check_text(json.dumps(extra, ensure_ascii=False))
+        except ValueError as exc:
+            problems.append(Problem(path, entry, f"extra keys: {exc}"))
+            continue
         annotations.append(Annotation(frame, label, team, visibility, extra))
     if problems:
         raise InputError(problems)
-    return LabelFile(path, url_local or None, str(doc.get("UrlYoutube") or ""), annotations, warnings)
+    return LabelFile(path, url_local or None, url_youtube, annotations, warnings)
 
 
 def annotation_dict(frame: int, label: str, team: str, visibility: str, extra: dict | None = None) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from core.errors import BallspotError, InputError, Problem
-from core.formats import parse_labels
+from core.formats import check_url_local, parse_labels
 from core.labels import LABEL_FILE, frame_to_ms
 from core.splits import split_of
 from core.store import GameImport, ImportResult, Store
@@ -54,10 +54,13 @@ class ImportReport:
         return "\n".join(lines)
 
 
+def _ignored(name: str) -> bool:
+    """Hidden files and the resource forks macOS puts in zips (``__MACOSX/``, ``._720p.mp4``)."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def _is_game_folder(folder: Path) -> bool:
-    return (folder / LABEL_FILE).is_file() or any(
-        p.suffix.lower() in VIDEO_SUFFIXES for p in folder.iterdir() if p.is_file()
-    )
+    return (folder / LABEL_FILE).is_file() or bool(find_videos(folder))
 
 
 def discover(root: Path) -> list[Path]:
@@ -68,7 +71,7 @@ def discover(root: Path) -> list[Path]:
         raise InputError(Problem(str(root), "", "expected a folder or a .zip"))
     found = []
     for dirpath, dirnames, _ in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         folder = Path(dirpath)
         if _is_game_folder(folder):
             found.append(folder)
@@ -77,9 +80,7 @@ def discover(root: Path) -> list[Path]:
 
 def _url_local(folder: Path, declared: str | None) -> str:
     """The game's SoccerNet id: what its label file says, else ``league/season/game`` from its path."""
-    if declared:
-        return declared.strip("/")
-    return "/".join(folder.resolve().parts[-3:])
+    return declared or check_url_local("/".join(folder.resolve().parts[-3:]))
 
 
 def read_game(folder: Path, *, split: str | None = None,
@@ -115,7 +116,10 @@ def read_game(folder: Path, *, split: str | None = None,
                                 "missing: a label file outside its league/season/game folder must name its game"))
     if problems:
         raise InputError(problems)
-    url_local = _url_local(folder, parsed.url_local if parsed else None)
+    try:
+        url_local = _url_local(folder, parsed.url_local if parsed else None)
+    except ValueError as exc:
+        raise InputError(Problem(str(folder), "folder name", str(exc))) from None
     game = GameImport(
         url_local=url_local,
         split=split_of(url_local) or split,
@@ -189,12 +193,17 @@ def unpack(zip_path: Path, dest_root: Path) -> Path:
                 target = (tmp / info.filename).resolve()
                 if tmp.resolve() not in target.parents and target != tmp.resolve():
                     raise InputError(Problem(str(zip_path), info.filename, "entry escapes the zip's folder"))
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                try:
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError) as exc:
+                    # A corrupt or encrypted entry, a name the file system refuses, a file where a folder is.
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    raise InputError(Problem(str(zip_path), info.filename, f"cannot unpack: {reason}")) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

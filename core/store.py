@@ -239,12 +239,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic unit of work. Nested calls join the outer transaction."""
+        """One atomic unit of work. A nested call is a savepoint: if it fails, only its own
+        writes are undone and the outer transaction can go on."""
         with self._lock:
             if self._depth:
+                name = f"sp{self._depth}"
+                self.conn.execute(f"SAVEPOINT {name}")
                 self._depth += 1
                 try:
                     yield
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute(f"ROLLBACK TO {name}")
+                        self.conn.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self.conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
                 return
@@ -252,11 +262,12 @@ class Store:
             self._depth = 1
             try:
                 yield
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
                 self.conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back already (disk full, I/O error): don't mask the cause.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
             finally:
                 self._depth = 0
                 self._action_id = None
@@ -277,23 +288,31 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+        with self._lock:
+            return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     def integrity_check(self) -> str:
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        with self._lock:
+            return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
     def dump(self) -> str:
         """The whole database as SQL text: what tests compare to prove nothing changed."""
-        return "\n".join(self.conn.iterdump())
+        with self._lock:
+            return "\n".join(self.conn.iterdump())
 
     # ----------------------------------------------------------------- low-level logged writes
 
+    # The connection is shared by threads (the app's handlers); the lock keeps a reader from
+    # seeing another thread's transaction before it commits.
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
-        return [dict(r) for r in self.conn.execute(sql, params)]
+        with self._lock:
+            return [dict(r) for r in self.conn.execute(sql, params)]
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> dict | None:
-        row = self.conn.execute(sql, params).fetchone()
-        return dict(row) if row is not None else None
+        with self._lock:
+            row = self.conn.execute(sql, params).fetchone()
+            return dict(row) if row is not None else None
 
     def _row(self, table: str, row_id: int) -> dict:
         row = self._one(f"SELECT * FROM {table} WHERE id = ?", (row_id,))
@@ -551,10 +570,13 @@ class Store:
         stamp = now()
         with self._operation("predict", g["id"], None, f"{len(events)} predictions of {model_version}"):
             if replace:
-                for (pid,) in self.conn.execute(
+                for old in self._query(
                     "SELECT id FROM predictions WHERE game_id = ? AND model_version = ?", (g["id"], model_version)
-                ).fetchall():
-                    self._delete("predictions", pid, None)
+                ):
+                    # Labels made by accepting it stay; their link goes, through the history.
+                    for lab in self._query("SELECT id FROM labels WHERE prediction_id = ?", (old["id"],)):
+                        self._update("labels", lab["id"], {"prediction_id": None}, None)
+                    self._delete("predictions", old["id"], None)
             for frame, label, team, confidence in events:
                 self._insert("predictions", {
                     "model_version": model_version, "game_id": g["id"], "frame": int(frame), "label": label,
@@ -619,14 +641,16 @@ class Store:
             params.append(author)
         return " AND ".join(where), params
 
-    def _barrier(self, where: str, params: list) -> int:
-        """Undo never reaches back past an import of the same scope."""
+    def _barrier(self, game: int | str | None) -> int:
+        """Undo and redo never reach back past an import or a prediction run of the game,
+        whoever made it: those replace rows wholesale."""
+        where, params = self._scope(game, None)
         marks = ", ".join("?" for _ in UNDOABLE)
-        row = self.conn.execute(
-            f"SELECT MAX(id) FROM actions WHERE {where} AND kind NOT IN ({marks}, 'undo', 'redo')",
+        row = self._one(
+            f"SELECT MAX(id) AS id FROM actions WHERE {where} AND kind NOT IN ({marks}, 'undo', 'redo')",
             (*params, *UNDOABLE),
-        ).fetchone()
-        return row[0] or 0
+        )
+        return row["id"] or 0
 
     def undo(self, game: int | str | None = None, *, author: str | None = None) -> dict | None:
         """Undo the latest undoable operation in scope (a game, an author); None if there is none."""
@@ -636,7 +660,7 @@ class Store:
             target = self._one(
                 f"SELECT * FROM actions WHERE {where} AND kind IN ({marks}) AND status = 'done' AND id > ? "
                 "ORDER BY id DESC LIMIT 1",
-                (*params, *UNDOABLE, self._barrier(where, params)),
+                (*params, *UNDOABLE, self._barrier(game)),
             )
             if target is None:
                 return None
@@ -658,7 +682,7 @@ class Store:
                 if self._row("actions", row["target"])["status"] == "undone":
                     last_undo = row
                     break
-            if last_undo is None:
+            if last_undo is None or self._barrier(game) > last_undo["id"]:
                 return None
             marks = ", ".join("?" for _ in UNDOABLE)
             if self.conn.execute(
@@ -678,7 +702,10 @@ class Store:
         nothing written, if any row was changed by something else after ``applied``.
         """
         changes = self._query("SELECT * FROM changes WHERE action_id = ? ORDER BY id DESC", (applied,))
-        with self._operation(kind, target["game_id"], author, f"{kind}: {target['summary']}") as action_id:
+        # The undo belongs to the author of the edit (so a scoped redo finds it); who pressed it
+        # is kept in the summary when that is someone else.
+        by = f" (by {author})" if author is not None and author != target["author"] else ""
+        with self._operation(kind, target["game_id"], target["author"], f"{kind}: {target['summary']}{by}") as action_id:
             self.conn.execute("UPDATE actions SET target = ? WHERE id = ?", (target["id"], action_id))
             for ch in changes:
                 table, row_id = ch["tbl"], ch["row_id"]
@@ -772,23 +799,24 @@ class Store:
 
         Two models trained on the same fingerprint saw the same labels; any edit changes it.
         """
-        ids = None if games is None else [self._game_id(g) for g in games]
+        ids = None if games is None else {self._game_id(g) for g in games}
         h = hashlib.sha256()
-        for g in self.games():
-            if ids is not None and g["id"] not in ids:
-                continue
-            h.update(f"G{g['url_local']}\n".encode())
-            for r in self.conn.execute(
-                "SELECT frame, label, team, visibility FROM labels WHERE game_id = ? ORDER BY frame, label, team",
-                (g["id"],),
-            ):
-                h.update(f"L{tuple(r)}\n".encode())
-            for r in self.conn.execute(
-                "SELECT frame, label, team FROM predictions WHERE game_id = ? AND status = 'rejected' "
-                "ORDER BY frame, label, team",
-                (g["id"],),
-            ):
-                h.update(f"R{tuple(r)}\n".encode())
+        with self.transaction():  # one consistent snapshot, even while others write
+            for g in self.games():
+                if ids is not None and g["id"] not in ids:
+                    continue
+                h.update(f"G{g['url_local']}\n".encode())
+                for r in self._query(
+                    "SELECT frame, label, team, visibility FROM labels WHERE game_id = ? ORDER BY frame, label, team",
+                    (g["id"],),
+                ):
+                    h.update(f"L{tuple(r.values())}\n".encode())
+                for r in self._query(
+                    "SELECT frame, label, team FROM predictions WHERE game_id = ? AND status = 'rejected' "
+                    "ORDER BY frame, label, team",
+                    (g["id"],),
+                ):
+                    h.update(f"R{tuple(r.values())}\n".encode())
         return h.hexdigest()
 
     def label_counts(self) -> list[dict]:

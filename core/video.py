@@ -47,8 +47,20 @@ def _resolution_hint(path: Path) -> int:
 
 def find_videos(folder: Path) -> list[Path]:
     """Video files directly in a game folder, highest resolution first (by name, e.g. 720p)."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+    files = [p for p in folder.iterdir()
+             if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")]
     return sorted(files, key=lambda p: (-_resolution_hint(p), p.name))
+
+
+def _length_from_packets(container, stream, time_base: Fraction, start: float) -> tuple[int, float]:
+    container.seek(0, stream=stream)
+    frames, end = 0, 0.0
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        frames += 1
+        end = max(end, float((packet.pts + (packet.duration or 0)) * time_base))
+    return frames, max(0.0, end - start)
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -76,6 +88,11 @@ def probe(path: str | Path) -> VideoInfo:
             first = next(container.decode(stream), None)
             if first is None:
                 raise InputError(Problem(str(path), "", "no frame could be decoded"))
+            if duration <= 0 or frames <= 0:
+                # No length in the header (a streamed MKV, say): read packet times, no decoding.
+                frames, duration = _length_from_packets(container, stream, time_base, start)
+                if frames <= 0:
+                    raise InputError(Problem(str(path), "", "the video's length cannot be determined"))
             base = stream.base_rate
             variable = bool(base) and abs(float(base) - fps) > 1e-3
             return VideoInfo(

@@ -180,3 +180,42 @@ def test_missing_source(populated, workspace, tmp_path):
 def test_folder_without_games(populated, workspace, tmp_path):
     (tmp_path / "empty" / "x").mkdir(parents=True)
     _refused(populated, workspace, tmp_path / "empty", "no game found")
+
+
+@pytest.mark.parametrize("doc, where, why", [
+    ({"UrlLocal": "../../escaped", "annotations": []}, "UrlLocal", "is not a league/season/game path"),
+    ({"UrlLocal": "a/\ud800/b", "annotations": []}, "UrlLocal", "not valid Unicode"),
+    ({"UrlLocal": BAD, "UrlYoutube": {"a": 1}, "annotations": []}, "UrlYoutube", "expected a string"),
+    ({"UrlLocal": BAD, "annotations": [annotation(3) | {"position": "9" * 30}]}, "annotations[0]", "more than 24 hours"),
+    ({"UrlLocal": BAD, "annotations": [annotation(3) | {"position": 1e300}]}, "annotations[0]", "not a whole number"),
+    ({"UrlLocal": BAD, "annotations": [annotation(3) | {"note": "\udc00"}]}, "annotations[0]", "not valid Unicode"),
+])
+def test_hostile_values(populated, workspace, tmp_path, doc, where, why):
+    folder = tmp_path / "src" / BAD
+    folder.mkdir(parents=True)
+    (folder / LABEL_FILE).write_text(json.dumps(doc))
+    _refused(populated, workspace, tmp_path / "src", str(folder / LABEL_FILE), where, why)
+
+
+@pytest.mark.parametrize("raw, why", [("[" * 100_000 + "]" * 100_000, "malformed JSON"),
+                                      ('{"annotations": [], "x": NaN}', "NaN is not valid JSON")])
+def test_hostile_json(populated, workspace, tmp_path, raw, why):
+    make_game(tmp_path / "src", BAD, None, raw=raw)
+    _refused(populated, workspace, tmp_path / "src", _label_file(tmp_path / "src"), why)
+
+
+def test_zip_with_a_corrupt_entry(populated, workspace, tmp_path):
+    zpath = _zip(tmp_path / "crc.zip", {f"{BAD}/{LABEL_FILE}": json.dumps({"annotations": [annotation(3)]})})
+    data = bytearray(zpath.read_bytes())
+    at = data.index(b'"annotations"')
+    data[at + 1] ^= 0x20  # flip a byte of the stored entry: its CRC no longer matches
+    zpath.write_bytes(bytes(data))
+    _refused(populated, workspace, zpath, str(zpath), f"{BAD}/{LABEL_FILE}", "cannot unpack")
+
+
+def test_zip_from_macos_ignores_resource_forks(store, workspace, tmp_path):
+    good = json.dumps({"UrlLocal": BAD, "annotations": [annotation(3)]})
+    zpath = _zip(tmp_path / "mac.zip", {f"{BAD}/{LABEL_FILE}": good, f"__MACOSX/{BAD}/._224p.mp4": "fork",
+                                        f"{BAD}/._224p.mp4": "fork"})
+    import_source(store, zpath, workspace=workspace)
+    assert [g["url_local"] for g in store.games()] == [BAD]

@@ -262,3 +262,102 @@ def test_models_and_jobs(store, game):
     assert done["status"] == "done" and json.loads(done["result"]) == {"version": "v2"}
     with pytest.raises(sqlite3.IntegrityError):
         store.update_job(job["id"], status="exploded")
+
+
+def test_a_failed_operation_inside_a_transaction_leaves_no_trace(store, game):
+    """Nested operations are savepoints: a refused add inside a larger unit writes nothing,
+    so undo finds the real last edit, not an empty phantom."""
+    with store.transaction():
+        store.add_label(game, 60, "OUT", "home", author="ana")
+        with pytest.raises(ConflictError):
+            store.add_label(game, 5, "PASS", "home", author="ana")  # a duplicate
+    assert store.undo(game)["summary"].startswith("add OUT")
+    assert 60 not in [r["frame"] for r in store.labels(game)]
+
+
+def test_import_is_a_barrier_for_undo_and_redo_of_everyone(store, workspace, game, tmp_path):
+    goal = store.add_label(game, 50, "GOAL", "home", author="ana")
+    store.undo(game)
+    header = store.add_label(game, 60, "HEADER", "away", author="ana")
+    store.delete_label(header["id"], 1, author="ana")
+    make_game(tmp_path / "v2", GAME, [annotation(7)])
+    import_source(store, tmp_path / "v2", workspace=workspace, replace=True, author="importer")
+    assert store.undo(game, author="ana") is None  # would resurrect the HEADER into the new import
+    assert store.redo(game) is None and store.redo(game, author="ana") is None
+    assert [r["frame"] for r in store.labels(game)] == [7]
+    assert goal["id"] not in [r["id"] for r in store.labels(game)]
+
+
+def test_scoped_redo_finds_an_unscoped_undo(store, game):
+    store.add_label(game, 50, "GOAL", "home", author="ana")
+    undo = store.undo(game)  # pressed without naming an author
+    assert undo["author"] == "ana"
+    assert store.redo(game, author="ana") is not None
+    assert 50 in [r["frame"] for r in store.labels(game)]
+
+
+def test_readers_in_other_threads_never_see_half_an_import(workspace):
+    """The app's handlers share one store across threads: a reader sees a whole import or none."""
+    from conftest import REAL_DATA, REAL_LABELS
+
+    store = Store.open(workspace)
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.add(len(store._query("SELECT id FROM labels")))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        import_source(store, REAL_DATA, workspace=workspace)
+    finally:
+        stop.set()
+        t.join()
+    assert seen <= {0, REAL_LABELS}
+
+
+def test_rerunning_predictions_unlinks_accepted_labels_through_the_history(store, game):
+    store.register_model("v1")
+    store.add_predictions("v1", game, [(20, "CROSS", "home", 0.8)])
+    p = store.predictions(game, "v1")[0]
+    store.accept(p["id"], reviewer="ana")
+    store.add_predictions("v1", game, [(21, "CROSS", "home", 0.7)])  # a re-run replaces them
+    lab = [r for r in store.labels(game) if r["frame"] == 20][0]
+    assert lab["prediction_id"] is None and lab["revision"] == 2
+    last = store.conn.execute("SELECT after FROM changes WHERE tbl = 'labels' AND row_id = ? ORDER BY id DESC",
+                              (lab["id"],)).fetchone()[0]
+    assert json.loads(last)["prediction_id"] is None
+
+
+def test_video_without_a_length_in_its_header(store, workspace, tmp_path):
+    """A streamed MKV has no duration in its header: the probe reads packet times instead."""
+    import av
+    import numpy as np
+
+    class Sink:
+        def __init__(self):
+            self.buf = bytearray()
+
+        def write(self, b):
+            self.buf += bytes(b)
+            return len(b)
+
+        def seekable(self):
+            return False
+
+    sink = Sink()
+    with av.open(sink, "w", format="matroska") as out:
+        st = out.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+        for i in range(100):
+            for pkt in st.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i, np.uint8), format="rgb24")):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    folder = make_game(tmp_path / "src", GAME, [annotation(90)])
+    (folder / "224p.mkv").write_bytes(sink.buf)
+    import_source(store, folder, workspace=workspace)
+    g = store.game(GAME)
+    assert g["frame_count"] == 100 and abs(g["duration_s"] - 4.0) < 0.05
