@@ -6,6 +6,7 @@
     python launch.py export OUT           # labels (or --predictions VERSION) as SoccerNet JSON
     python launch.py download --split ... # SoccerNet's downloader, then import
     python launch.py games                # the workspace at a glance
+    python launch.py synth OUT            # synthetic matches with exact labels (offline demo, tests)
 
 Every subcommand takes ``--workspace DIR`` (default ``./data``).
 """
@@ -95,6 +96,33 @@ def cmd_games(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.synth import SynthConfig, generate
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        config = SynthConfig(minutes=args.minutes, seed=args.seed, width=width, height=height,
+                             motion_blur=args.blur, noise=args.noise, crf=args.crf)
+    except ValueError as exc:
+        raise BallspotError(f"--size {args.size}: {exc}") from None
+    bar = tqdm(total=args.games * config.n_frames, unit="frame", desc="synth", file=sys.stderr)
+
+    def progress(done: int, total: int, message: str) -> None:
+        bar.n = done
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    try:
+        folders = generate(args.out, config, games=args.games, progress=progress)
+    finally:
+        bar.close()
+    for folder in folders:
+        print(folder)
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from app.main import launch_app
 
@@ -135,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", nargs="+", required=True, choices=SPLITS)
     p.add_argument("--replace", action="store_true")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("synth", help="render synthetic matches with exact labels")
+    p.add_argument("out", help="output folder (SoccerNet layout)")
+    p.add_argument("--games", type=int, default=1)
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", default="640x360", metavar="WxH")
+    p.add_argument("--blur", type=float, default=0.0, help="motion blur, 0..1")
+    p.add_argument("--noise", type=float, default=0.0, help="sensor noise, grey levels")
+    p.add_argument("--crf", type=int, default=23, help="compression, 18 (fine) .. 30 (rough)")
+    p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("games", parents=[common], help="list the workspace's games")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
