@@ -44,6 +44,8 @@ SPEED = {C["PASS"]: 13, C["HIGH PASS"]: 19, C["CROSS"]: 20, C["SHOT"]: 25, C["FR
 LOFT = {C["HIGH PASS"]: (6.0, 11.0), C["CROSS"]: (4.0, 7.0), C["FREE KICK"]: (3.0, 5.0),
         C["THROW IN"]: (0.5, 1.5), C["HEADER"]: (1.0, 3.0), C["SHOT"]: (0.0, 1.2)}
 CARRY = (C["DRIVE"], C["PLAYER SUCCESSFUL TACKLE"])
+#: Classes that happen in a place of their own: crosses from a wing, shots within range.
+PLACED = (C["CROSS"], C["SHOT"])
 
 
 @dataclass
@@ -125,7 +127,10 @@ class _Planner:
         x1, y1 = self._spot(i, x, y)
         ev, nxt = self.script[i], self.script[i + 1]
         fixed = ev.cls in (C["OUT"], C["GOAL"]) or nxt.cls in (C["OUT"], C["GOAL"], C["THROW IN"])
-        reach = 1.3 * SPEED.get(ev.cls, 12.0) * (nxt.frame - ev.frame) / FPS + 0.5
+        dt = (nxt.frame - ev.frame) / FPS
+        reach = 1.3 * SPEED.get(ev.cls, 12.0) * dt + 0.5
+        if nxt.cls in PLACED:
+            reach = max(reach, 30.0 * dt)  # a long ball gets play to where a cross or shot comes from
         dist = float(np.hypot(x1 - x, y1 - y))
         if not fixed and dist > reach:
             x1, y1 = x + (x1 - x) * reach / dist, y + (y1 - y) * reach / dist
@@ -161,11 +166,9 @@ class _Planner:
         if nxt.cls == C["GOAL"]:
             return attack_goal_x(nxt.team), WIDTH / 2 + u(-2.8, 2.8)
         if nxt.cls == C["FREE KICK"]:
-            return gx - d_next * u(19, 32), WIDTH / 2 + u(-16, 16)
-        if nxt.cls == C["SHOT"]:
-            return _clip_in(gx - d_next * u(11, 27), WIDTH / 2 + u(-13, 13))
-        if nxt.cls == C["CROSS"]:
-            return _clip_in(gx - d_next * u(6, 22), u(3, 11) if u() < 0.5 else u(WIDTH - 11, WIDTH - 3))
+            return _clip_in(x + u(-2, 2), y + u(-2, 2))  # the foul was where the ball was
+        if nxt.cls in PLACED:
+            return self._region(nxt.cls, nxt.team, y)
         if nxt.cls == C["THROW IN"]:
             return float(np.clip(x + u(-5, 5), 1, LENGTH - 1)), (0.0 if y < WIDTH / 2 else WIDTH)
         if ev.cls in (C["CROSS"], C["FREE KICK"]) or (ev.cls == C["HIGH PASS"] and nxt.cls == C["HEADER"]):
@@ -196,7 +199,22 @@ class _Planner:
         angle = heading + u(-1.1, 1.1)
         if ev.cls in (C["BALL PLAYER BLOCK"], C["HEADER"]):
             angle = u(-np.pi, np.pi)
+        if after is not None and after.cls in PLACED + (C["FREE KICK"],) and after.team == nxt.team:
+            # The attack builds toward where the cross, shot or foul will come from.
+            tx, ty = self._region(after.cls if after.cls in PLACED else C["SHOT"], after.team, y)
+            angle = float(np.arctan2(ty - y, tx - x))
+            dist = min(float(np.hypot(tx - x, ty - y)), max(dist, 1.3 * SPEED.get(ev.cls, 12.0) * dt))
+            return _clip_in(x + dist * np.cos(angle), y + dist * np.sin(angle))
         return _clip_in(x + dist * np.cos(angle), y + dist * np.sin(angle) * 0.8)
+
+    def _region(self, cls: int, team: int, y: float) -> tuple[float, float]:
+        """A spot for a CROSS (a wing of the attacking third) or a SHOT (in range of goal)."""
+        u = self.rng.uniform
+        gx, d = attack_goal_x(team), (1.0 if team == 0 else -1.0)
+        if cls == C["CROSS"]:
+            wing = u(3, 11) if y < WIDTH / 2 else u(WIDTH - 11, WIDTH - 3)
+            return _clip_in(gx - d * u(6, 22), wing)
+        return _clip_in(gx - d * u(11, 27), WIDTH / 2 + u(-13, 13))
 
     # -- the ball between two events
     def _segment(self, i: int, x0: float, y0: float, x1: float, y1: float) -> None:
@@ -337,7 +355,9 @@ def simulate(script: list[ScriptedEvent], n_frames: int, rng: np.random.Generato
         last_actor = actor
         # He sets off early enough to get there at a run (anticipation, as players read a pass).
         far = float(np.linalg.norm(base[max(0, ev.frame - 2 * FPS), actor] - (ev.x, ev.y)))
-        _pull(weight, duty, actor, (ev.x, ev.y), ev.frame, before=float(np.clip(far / 6.5, 1.6, 6.0)))
+        back = float(np.linalg.norm(base[min(n_frames - 1, ev.frame + 2 * FPS), actor] - (ev.x, ev.y)))
+        _pull(weight, duty, actor, (ev.x, ev.y), ev.frame, before=float(np.clip(far / 6.5, 1.6, 6.0)),
+              after=float(np.clip(back / 5.0, 1.2, 6.0)))  # and jogs back to his place
         if ev.cls == C["THROW IN"]:
             lo = max(0, ev.frame - 2 * FPS)
             arms[lo:ev.frame + 3, actor] = _smoothstep((np.arange(lo, ev.frame + 3) - lo) / FPS)
