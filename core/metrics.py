@@ -1,0 +1,192 @@
+"""SoccerNet's action-spotting metric, reimplemented to give exactly the official numbers.
+
+Why our own: the official ``SoccerNet.Evaluation.ActionSpotting.evaluate`` reads folders
+only, is slow (a Python loop over 200 thresholds and every prediction) and has no Team mAP.
+This module follows it step for step, quirks included, and a test checks it against the
+installed package to 1e-9:
+
+* a position becomes the frame ``int(25 * (ms / 1000))`` in floating point (so some
+  positions land one frame early), clamped to a 120-minute vector;
+* one label and one prediction per (frame, class): a later prediction on the same frame
+  overwrites an earlier one, whatever its confidence;
+* per class, ground truth in time order each takes the highest-confidence unused prediction
+  within ``delta / 2`` frames (``delta`` = tolerance in seconds x 25; first in time wins ties);
+* precision and recall at 200 thresholds ``linspace(0, 1, 200)`` over all games, AP by
+  11-point interpolation, mAP the mean over classes (a class without ground truth counts 0);
+* ``tight`` averages mAP at 1..5 s and ``loose`` at 5, 10, ..., 60 s by the trapezoid rule.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from core.labels import CLASSES, FPS, LABEL_FILE, PREDICTION_FILE, metric_frame
+
+#: Tolerances in seconds of each metric.
+METRICS: dict[str, tuple[int, ...]] = {
+    "at1": (1,), "at2": (2,), "at3": (3,), "at4": (4,), "at5": (5,),
+    "tight": (1, 2, 3, 4, 5),
+    "loose": tuple(range(5, 65, 5)),
+}
+#: SoccerNet's label vectors cover 120 minutes; later positions are clamped to the last frame.
+VECTOR_FRAMES = 120 * 60 * FPS
+THRESHOLDS = np.linspace(0, 1, 200)
+RECALL_POINTS = np.arange(11) / 10
+
+
+@dataclass
+class GameEvents:
+    """One game's ground truth and predictions, as in the JSON files (positions in ms)."""
+
+    name: str
+    labels: list[dict]
+    predictions: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class MapResult:
+    metric: str
+    mAP: float
+    per_class: dict[str, float]
+    #: Ground-truth events per class (a class with none scores 0 and still counts in the mean).
+    support: dict[str, int]
+
+
+def _frame(position) -> int:
+    return min(metric_frame(int(position)), VECTOR_FRAMES - 1)
+
+
+def _class_vectors(game: GameEvents, cls: str, team: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ground-truth frames, and prediction frames with their confidences, of one class
+    (sorted by frame; duplicates resolved as SoccerNet's vectors do)."""
+    gt = sorted({_frame(a["position"]) for a in game.labels
+                 if a["label"] == cls and (team is None or a.get("team") == team)})
+    last: dict[int, float] = {}
+    for p in game.predictions:
+        if p["label"] == cls and (team is None or p.get("team") == team):
+            last[_frame(p["position"])] = float(p["confidence"])  # a later one overwrites
+    # SoccerNet keeps predictions with confidence >= 0 (the vector's empty value is -1).
+    frames = np.array(sorted(f for f, c in last.items() if c >= 0), dtype=np.int64)
+    scores = np.array([last[f] for f in frames], dtype=np.float64)
+    return np.array(gt, dtype=np.int64), frames, scores
+
+
+def _match(gt: np.ndarray, frames: np.ndarray, scores: np.ndarray, delta: float) -> np.ndarray:
+    """Which predictions are true positives: each ground truth, in time order, takes the best
+    unused prediction within delta / 2 (strictly higher confidence to replace; time breaks ties)."""
+    hit = np.zeros(len(frames), dtype=np.float64)
+    used = np.zeros(len(frames), dtype=bool)
+    lo_all = np.searchsorted(frames, gt - delta / 2, side="left")
+    hi_all = np.searchsorted(frames, gt + delta / 2, side="right")
+    for lo, hi in zip(lo_all, hi_all):
+        best, best_score = -1, -1.0
+        for k in range(lo, hi):
+            if scores[k] > best_score and not used[k]:
+                best, best_score = k, scores[k]
+        if best >= 0:
+            hit[best] = 1.0
+            used[best] = True
+    return hit
+
+
+def _average_precision(scores: np.ndarray, hits: np.ndarray, n_gt: int) -> float:
+    """11-point interpolated AP from the 200-threshold precision/recall curve."""
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    tp_from = np.concatenate([np.cumsum(hits[order][::-1])[::-1], [0.0]])
+    starts = np.searchsorted(sorted_scores, THRESHOLDS, side="left")
+    count = len(scores) - starts
+    tp = tp_from[starts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.nan_to_num(tp / count)
+        recall = np.nan_to_num(tp / n_gt) if n_gt else np.zeros_like(tp)
+    ap = 0.0
+    for j in RECALL_POINTS:
+        reach = precision[recall >= j]
+        ap += float(np.max(reach)) if reach.size else 0.0
+    return ap / 11
+
+
+def _ap_at(games: Sequence[GameEvents], cls: str, team: str | None, delta: float) -> tuple[float, int]:
+    scores, hits, n_gt = [], [], 0
+    for game in games:
+        gt, frames, conf = _class_vectors(game, cls, team)
+        scores.append(conf)
+        hits.append(_match(gt, frames, conf, delta))
+        n_gt += len(gt)
+    return _average_precision(np.concatenate(scores), np.concatenate(hits), n_gt), n_gt
+
+
+def _integrate(values: list[float]) -> float:
+    """SoccerNet's average over tolerances: the trapezoid rule, or the value itself for one."""
+    if len(values) == 1:
+        return values[0]
+    return sum((values[i] + values[i + 1]) / 2 for i in range(len(values) - 1)) / (len(values) - 1)
+
+
+def average_map(games: Sequence[GameEvents], metric: str = "at1", classes: Sequence[str] = CLASSES,
+                framerate: int = FPS) -> MapResult:
+    """mAP of predictions against labels over ``games``, as SoccerNet's ``evaluate`` computes it."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    per_class, support = {}, {}
+    for cls in classes:
+        aps = []
+        for tolerance in METRICS[metric]:
+            ap, n = _ap_at(games, cls, None, tolerance * framerate)
+            aps.append(ap)
+        per_class[cls] = _integrate(aps)
+        support[cls] = n
+    mAPs = [float(np.mean([per_class[c] for c in classes]))] if classes else [0.0]
+    return MapResult(metric, mAPs[0], per_class, support)
+
+
+def team_map(games: Sequence[GameEvents], teams: tuple[str, str] = ("home", "away"), metric: str = "at1",
+             classes: Sequence[str] = CLASSES, framerate: int = FPS) -> MapResult:
+    """Team mAP (the 2025 task): AP per (class, team), each class's AP the ground-truth-weighted
+    mean of its two teams, the mean over classes."""
+    per_class, support = {}, {}
+    for cls in classes:
+        weighted, total = 0.0, 0
+        for team in teams:
+            aps, n = [], 0
+            for tolerance in METRICS[metric]:
+                ap, n = _ap_at(games, cls, team, tolerance * framerate)
+                aps.append(ap)
+            weighted += _integrate(aps) * n
+            total += n
+        per_class[cls] = weighted / total if total else 0.0
+        support[cls] = total
+    return MapResult(f"team-{metric}", float(np.mean(list(per_class.values()))), per_class, support)
+
+
+def precision_recall(labels: Iterable[dict], predictions: Iterable[dict], threshold: float,
+                     tolerance_s: float = 1.0, classes: Sequence[str] = CLASSES) -> dict[str, tuple[float, float]]:
+    """Per class (precision, recall) of the predictions with confidence >= ``threshold``,
+    matched as the metric matches them: what the UI shows beside its threshold slider."""
+    game = GameEvents("", list(labels), [p for p in predictions if float(p["confidence"]) >= threshold])
+    out = {}
+    for cls in classes:
+        gt, frames, conf = _class_vectors(game, cls, None)
+        hits = _match(gt, frames, conf, tolerance_s * FPS)
+        tp = float(hits.sum())
+        out[cls] = (tp / len(frames) if len(frames) else 0.0, tp / len(gt) if len(gt) else 0.0)
+    return out
+
+
+def load_folders(labels_dir: str | Path, predictions_dir: str | Path,
+                 label_file: str = LABEL_FILE, prediction_file: str = PREDICTION_FILE) -> list[GameEvents]:
+    """Every game under ``labels_dir`` (a folder with a label file) with its predictions from
+    the same relative folder under ``predictions_dir`` (none if that file is missing)."""
+    labels_dir, predictions_dir = Path(labels_dir), Path(predictions_dir)
+    games = []
+    for path in sorted(labels_dir.rglob(label_file)):
+        rel = path.parent.relative_to(labels_dir)
+        pred_path = predictions_dir / rel / prediction_file
+        preds = json.loads(pred_path.read_text())["predictions"] if pred_path.is_file() else []
+        games.append(GameEvents(str(rel), json.loads(path.read_text())["annotations"], preds))
+    return games
