@@ -1,16 +1,22 @@
-"""Video files: finding a game's video and probing it with PyAV.
+"""Video files: finding a game's video, probing it, and reading its frames.
 
 A probe reads the container header and decodes the first frame, so a file that only looks
 like a video (wrong content, truncated header) is refused at import rather than at review.
+``FrameReader`` streams every frame for inference; ``read_frames`` fetches exact frames by
+index for training clips and the filmstrip.
 """
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 
 from core.errors import InputError, Problem
 
@@ -113,3 +119,126 @@ def probe(path: str | Path) -> VideoInfo:
     except (av.FFmpegError, OSError, StopIteration, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise InputError(Problem(str(path), "", f"not a readable video ({reason})")) from None
+
+
+# --------------------------------------------------------------------------- reading frames
+
+
+def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a grey frame to fit (height, width) keeping its aspect, padded evenly with black.
+
+    Even padding keeps a horizontally flipped frame aligned with the unflipped one.
+    """
+    h, w = frame.shape[:2]
+    th, tw = size
+    if (h, w) == (th, tw):
+        return frame
+    scale = min(th / h, tw / w)
+    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if (nh, nw) == (th, tw):
+        return resized
+    out = np.zeros((th, tw), frame.dtype)
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    out[top:top + nh, left:left + nw] = resized
+    return out
+
+
+class FrameReader:
+    """Every frame of a video in order, grey and fitted to ``size``, decoded ahead in a thread.
+
+    OpenCV decodes faster than PyAV here (about 370 vs 230 frames/s at 720p), so it decodes;
+    the thread lets decoding overlap the model's compute. Iterate it, or use as a context.
+    """
+
+    def __init__(self, path: str | Path, size: tuple[int, int] | None = None, prefetch: int = 64):
+        self.path = str(path)
+        self.size = size
+        cap = cv2.VideoCapture(self.path)
+        if not cap.isOpened():
+            raise InputError(Problem(self.path, "", "cannot open the video"))
+        self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.fps = float(cap.get(cv2.CAP_PROP_FPS))
+        self._cap = cap
+        self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="frame-reader")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, bgr = self._cap.read()
+                if not ok:
+                    break
+                grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+                item = fit(grey, self.size) if self.size else grey
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except Exception as exc:  # handed to the consumer, not lost in the thread
+            self._queue.put(exc)
+        finally:
+            self._queue.put(None)
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._cap.release()
+
+    def __enter__(self) -> "FrameReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_frames(path: str | Path, frames: list[int], size: tuple[int, int] | None = None,
+                grey: bool = True) -> dict[int, np.ndarray]:
+    """Exact frames by index (random access): seek to the keyframe before the first, decode on.
+
+    Frame numbers come from timestamps, not from counting after a seek, so they are exact
+    whatever the keyframe interval. For training clips and the review filmstrip.
+    """
+    wanted = sorted(set(int(f) for f in frames))
+    out: dict[int, np.ndarray] = {}
+    if not wanted:
+        return out
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate)
+        tb = stream.time_base
+        start = stream.start_time or 0
+        container.seek(start + int(max(0, wanted[0] - 1) / fps / tb), stream=stream, backward=True)
+        last = wanted[-1]
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            index = int(round(float((frame.pts - start) * tb) * fps))
+            if index > last:
+                break
+            if index in wanted:
+                img = frame.to_ndarray(format="bgr24")
+                if grey:  # through BGR like FrameReader, so training sees inference's pixels
+                    img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+                out[index] = fit(img, size) if size else img
+    missing = [f for f in wanted if f not in out]
+    if missing:
+        raise InputError(Problem(str(path), f"frame {missing[0]}", "past the end of the video or unreadable"))
+    return out
