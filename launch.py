@@ -7,6 +7,8 @@
     python launch.py download --split ... # SoccerNet's downloader, then import
     python launch.py games                # the workspace at a glance
     python launch.py synth OUT            # synthetic matches with exact labels (offline demo, tests)
+    python launch.py infer --model M      # a model's predictions on the workspace's games
+    python launch.py evaluate --predictions P --labels L   # SoccerNet's mAP
 
 Every subcommand takes ``--workspace DIR`` (default ``./data``).
 """
@@ -123,6 +125,66 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.export import export
+    from core.infer import InferConfig
+    from core.runner import infer_games, resolve_model
+
+    ws = Workspace.at(args.workspace)
+    with _store(args) as store:
+        version, folder = resolve_model(store, args.model)
+        games = [args.game] if args.game else [g["url_local"] for g in store.games()
+                                               if args.split is None or g["split"] == args.split]
+        config = InferConfig(batch=args.batch, tta=not args.no_tta, device=args.device)
+        bar = tqdm(unit="frame", desc=f"infer {version}", file=sys.stderr)
+
+        def progress(done: int, total: int, message: str) -> None:
+            bar.total = total
+            bar.n = done
+            bar.set_postfix_str(message[-50:], refresh=False)
+            bar.refresh()
+
+        try:
+            done = infer_games(store, ws, version, folder, games, config, progress=progress)
+        finally:
+            bar.close()
+        out = args.out or ws.runs_dir / f"predictions-{version}"
+        export(store, out, games=[g for g, _ in done], predictions=version)
+    for game, n in done:
+        print(f"{game}: {n} events")
+    print(f"Stored as model version {version}; results_spotting.json files in {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from core.labels import CLASSES
+    from core.metrics import average_map, load_folders, team_map
+
+    games = load_folders(args.labels, args.predictions)
+    if not games:
+        raise BallspotError(f"{args.labels}: no Labels-ball.json found")
+    results = [average_map(games, args.metric)]
+    if args.team:
+        results.append(team_map(games, metric=args.metric))
+    if args.json:
+        print(json.dumps([{"metric": r.metric, "mAP": r.mAP, "per_class": r.per_class, "support": r.support}
+                          for r in results], indent=2))
+        return 0
+    table = pd.DataFrame({"events": [results[0].support[c] for c in CLASSES],
+                          **{r.metric: [round(100 * r.per_class[c], 2) for c in CLASSES] for r in results}},
+                         index=list(CLASSES))
+    print(table.to_string())
+    for r in results:
+        print(f"{r.metric} mAP: {100 * r.mAP:.2f}  ({len(games)} games)")
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from app.main import launch_app
 
@@ -174,6 +236,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.0, help="sensor noise, grey levels")
     p.add_argument("--crf", type=int, default=23, help="compression, 18 (fine) .. 30 (rough)")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("infer", parents=[common], help="run a model on games; store and export its predictions")
+    p.add_argument("--model", required=True, metavar="PATH_OR_VERSION", help="a model folder or a registered version")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--game", metavar="URL_LOCAL")
+    which.add_argument("--split", choices=SPLITS)
+    p.add_argument("--no-tta", action="store_true", help="skip the horizontal-flip pass (twice as fast)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    p.add_argument("--out", default=None, help="folder for results_spotting.json (default: workspace runs/)")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("evaluate", help="score predictions against labels with SoccerNet's metric")
+    p.add_argument("--predictions", required=True, help="folder of <game>/results_spotting.json")
+    p.add_argument("--labels", required=True, help="folder of <game>/Labels-ball.json")
+    p.add_argument("--metric", default="at1", choices=("at1", "at2", "at3", "at4", "at5", "tight", "loose"))
+    p.add_argument("--team", action="store_true", help="also Team mAP (class and team must match)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("games", parents=[common], help="list the workspace's games")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")

@@ -288,6 +288,9 @@ class _Planner:
     def plan(self) -> None:
         script = self.script
         x, y = LENGTH / 2, WIDTH / 2
+        if not script:  # a clip too short for any event: the ball waits on the centre spot
+            self.ball[:] = (x, y, 0.0)
+            return
         self.ball[: script[0].frame] = (x, y, 0.0)
         for i, ev in enumerate(script):
             self.placed.append(PlacedEvent(ev.frame, ev.cls, ev.team, x, y))

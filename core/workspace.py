@@ -46,6 +46,14 @@ class Workspace:
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
+    @property
+    def scores_dir(self) -> Path:
+        """Per-frame score curves of each model version's inference, one file per game."""
+        return self.root / "scores"
+
+    def scores_path(self, version: str, game_id: int) -> Path:
+        return self.scores_dir / version / f"game-{game_id}.npz"
+
     def ensure(self) -> "Workspace":
         for folder in (self.root, self.sources_dir, self.models_dir, self.runs_dir):
             folder.mkdir(parents=True, exist_ok=True)

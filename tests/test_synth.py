@@ -168,3 +168,9 @@ def test_synthetic_games_import_and_list(tmp_path):
     rows = json.loads(run("games", "--workspace", str(tmp_path / "W"), "--format", "json").stdout)
     assert [r["game"] for r in rows] == ["synthetic/seed-5/01 - Reds - Blues", "synthetic/seed-5/02 - Reds - Blues"]
     assert all(r["video"].startswith("90p") and r["split"] == "train" for r in rows)
+
+
+def test_a_clip_too_short_for_any_event(tmp_path):
+    folder = generate_game(tmp_path, SynthConfig(minutes=0.02, seed=1, width=160, height=90))
+    assert json.loads((folder / LABEL_FILE).read_text())["annotations"] == []
+    assert sum(1 for _ in _frames(folder / "90p.mp4")) == 30

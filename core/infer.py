@@ -1,0 +1,219 @@
+"""Whole-game inference: a score per class for every frame, then events.
+
+The model looks at a window of frames around each frame. Consecutive windows share stacks
+(with the seed's 15 frames, step 2, a stack starting at frame f serves five windows), so each
+stack's 2D features are computed once and cached: per output frame the 2D encoder runs on one
+new stack, not five. Horizontal-flip test-time augmentation runs both views in one batch.
+Post-processing per class: a Gaussian filter, then peaks above a height, a distance apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter1d
+from scipy.signal import find_peaks
+
+from core.labels import CLASSES, TEAMS_ROLE, TEAMS_SIDE
+from core.model import BallActionModel, normalise
+from core.video import FrameReader
+
+#: ``progress(done_frames, total_frames)``; total may be an estimate until the video ends.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class InferConfig:
+    batch: int = 16
+    tta: bool = True
+    #: Post-processing: Gaussian sigma (frames), peak height, minimum peak distance (frames).
+    sigma: float = 3.0
+    height: float = 0.2
+    distance: int = 15
+    device: str | None = None
+    #: Mixed precision on CUDA (ignored on the CPU).
+    amp: bool = True
+
+
+@dataclass
+class Event:
+    frame: int
+    label: str
+    team: str
+    confidence: float
+
+
+@dataclass
+class GameScores:
+    """Per-frame class probabilities and team probabilities (of the first team value)."""
+
+    scores: np.ndarray  # (N, K) float32
+    team: np.ndarray  # (N, K) float32
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class _Frames:
+    """A look-ahead buffer over a frame stream: frame ``i`` on demand, clamped to the ends
+    (the first and last frames repeat beyond the video), older frames forgotten."""
+
+    def __init__(self, frames: Iterable[np.ndarray]):
+        self._it: Iterator[np.ndarray] = iter(frames)
+        self._buf: dict[int, np.ndarray] = {}
+        self.read = 0
+        self.done = False
+
+    def _pull_until(self, i: int) -> None:
+        while not self.done and self.read <= i:
+            try:
+                self._buf[self.read] = next(self._it)
+                self.read += 1
+            except StopIteration:
+                self.done = True
+
+    def get(self, i: int) -> np.ndarray:
+        self._pull_until(i)
+        if self.read == 0:
+            raise ValueError("the video has no frames")
+        return self._buf[min(max(i, 0), self.read - 1)]
+
+    def forget_before(self, i: int) -> None:
+        for k in [k for k in self._buf if k < i and k != 0]:
+            del self._buf[k]
+
+
+def _views(x: torch.Tensor, tta: bool) -> torch.Tensor:
+    return torch.cat([x, x.flip(-1)]) if tta else x
+
+
+def _combine(model: BallActionModel, logits: torch.Tensor, team: torch.Tensor, n: int,
+             tta: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities, averaged over the two views. A flip swaps left and right, so in side
+    mode the flipped view's team probability is read the other way round."""
+    p, q = torch.sigmoid(logits.float()), torch.sigmoid(team.float())
+    if not tta:
+        return p, q
+    q_flip = 1 - q[n:] if model.config.team_mode == "side" else q[n:]
+    return (p[:n] + p[n:]) / 2, (q[:n] + q_flip) / 2
+
+
+@torch.inference_mode()
+def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: InferConfig | None = None,
+                 total: int = 0, progress: Progress | None = None) -> GameScores:
+    """Scores for every frame of a stream, with cached stack features."""
+    cfg = config or InferConfig()
+    device = pick_device(cfg.device)
+    model = model.to(device).eval()
+    mc = model.config
+    offsets = mc.stack_offsets()
+    step = mc.frame_step
+    span = (mc.stack - 1) * step  # a stack's frames: f, f + step, ...
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=cfg.amp and device.type == "cuda")
+    buf = _Frames(frames)
+    cache: dict[int, torch.Tensor] = {}
+    scores, teams = [], []
+    t = 0
+    while True:
+        buf._pull_until(t + offsets[-1] + span)
+        n_known = buf.read
+        if buf.done and t >= n_known:
+            break
+        batch = list(range(t, t + cfg.batch))
+        if buf.done:
+            batch = [w for w in batch if w < n_known]
+        # The 2D part: only stacks not yet seen (one per window once the cache is warm).
+        starts = sorted({w + o for w in batch for o in offsets} - cache.keys())
+        if starts:
+            x = torch.from_numpy(np.stack([np.stack([buf.get(f + k * step) for k in range(mc.stack)])
+                                           for f in starts])).to(device)
+            with autocast:
+                feats = model.forward_stacks(_views(normalise(x), cfg.tta))
+            half = len(starts)
+            for j, f in enumerate(starts):
+                cache[f] = torch.stack([feats[j], feats[half + j]]) if cfg.tta else feats[j][None]
+        # The 3D part and heads for the whole batch, both views at once.
+        views = 2 if cfg.tta else 1
+        stacked = torch.stack([torch.stack([cache[w + o][v] for o in offsets]) for v in range(views) for w in batch])
+        with autocast:
+            logits, team = model.forward_head(stacked)
+        p, q = _combine(model, logits, team, len(batch), cfg.tta)
+        scores.append(p.cpu().numpy())
+        teams.append(q.cpu().numpy())
+        t = batch[-1] + 1
+        oldest = t + offsets[0]
+        for f in [f for f in cache if f < oldest]:
+            del cache[f]
+        buf.forget_before(oldest)
+        if progress is not None:
+            progress(t, max(total, buf.read))
+    empty = np.zeros((0, mc.num_classes), np.float32)
+    return GameScores(np.concatenate(scores) if scores else empty, np.concatenate(teams) if teams else empty)
+
+
+@torch.inference_mode()
+def frame_scores_uncached(model: BallActionModel, frames: np.ndarray, config: InferConfig | None = None) -> GameScores:
+    """The reference: every window through the whole model. For tests and the speed bench."""
+    cfg = config or InferConfig()
+    device = pick_device(cfg.device)
+    model = model.to(device).eval()
+    mc = model.config
+    n = len(frames)
+    half = mc.frames // 2
+    index = np.clip(np.arange(n)[:, None] + mc.frame_step * (np.arange(mc.frames)[None] - half), 0, n - 1)
+    scores, teams = [], []
+    for s in range(0, n, cfg.batch):
+        x = normalise(torch.from_numpy(frames[index[s:s + cfg.batch]]).to(device))
+        b = len(x)
+        logits, team = model(_views(x, cfg.tta))
+        p, q = _combine(model, logits, team, b, cfg.tta)
+        scores.append(p.cpu().numpy())
+        teams.append(q.cpu().numpy())
+    return GameScores(np.concatenate(scores), np.concatenate(teams))
+
+
+def events_from_scores(result: GameScores, config: InferConfig | None = None,
+                       team_mode: str = "role", classes: tuple[str, ...] = CLASSES) -> list[Event]:
+    """Per class: smooth, find peaks; the event's team from the team head around the peak."""
+    cfg = config or InferConfig()
+    teams = TEAMS_ROLE if team_mode == "role" else TEAMS_SIDE
+    events = []
+    for c, label in enumerate(classes):
+        curve = gaussian_filter1d(result.scores[:, c].astype(np.float64), cfg.sigma, mode="constant") \
+            if cfg.sigma > 0 else result.scores[:, c]
+        peaks, props = find_peaks(curve, height=cfg.height, distance=max(1, cfg.distance))
+        for frame, height in zip(peaks, props["peak_heights"]):
+            lo, hi = max(0, frame - 2), frame + 3
+            side = float(result.team[lo:hi, c].mean())
+            events.append(Event(int(frame), label, teams[0] if side >= 0.5 else teams[1],
+                                float(np.clip(height, 0.0, 1.0))))
+    events.sort(key=lambda e: (e.frame, CLASSES.index(e.label)))
+    return events
+
+
+def infer_video(model: BallActionModel, path: str | Path, config: InferConfig | None = None,
+                progress: Progress | None = None) -> tuple[GameScores, list[Event]]:
+    """Scores and events of a whole video file."""
+    cfg = config or InferConfig()
+    with FrameReader(path, tuple(model.config.input_size)) as reader:
+        result = frame_scores(model, reader, cfg, total=reader.frame_count, progress=progress)
+    return result, events_from_scores(result, cfg, model.config.team_mode)
+
+
+def save_curves(path: str | Path, result: GameScores) -> None:
+    """Per-frame scores kept compactly for the UI's score lane: one byte per frame and class."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial.npz")
+    np.savez_compressed(tmp, scores=np.round(result.scores * 255).astype(np.uint8),
+                        team=np.round(result.team * 255).astype(np.uint8))
+    tmp.replace(path)
+
+
+def load_curves(path: str | Path) -> GameScores:
+    data = np.load(path)
+    return GameScores(data["scores"].astype(np.float32) / 255, data["team"].astype(np.float32) / 255)

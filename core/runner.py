@@ -1,0 +1,66 @@
+"""Running a model over a workspace's games: resolve the model, infer, store the results.
+
+Shared by ``launch.py infer`` and the app's re-infer job, so both do exactly the same.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from core.errors import BallspotError, NotFoundError
+from core.infer import InferConfig, infer_video, save_curves
+from core.model import CONFIG_FILE, load
+from core.store import Store
+from core.workspace import Workspace
+
+
+def resolve_model(store: Store, model: str) -> tuple[str, Path]:
+    """A model folder or a registered version -> (version, folder). A folder seen for the
+    first time is registered under its folder name."""
+    path = Path(model).expanduser()
+    if (path / CONFIG_FILE).is_file():
+        folder = path.resolve()
+        for m in store.models():
+            if m["path"] and Path(m["path"]).resolve() == folder:
+                return m["version"], folder
+        version = folder.name
+        try:
+            existing = store.model(version)
+            raise BallspotError(f"model version {version!r} is already registered for {existing['path']}; "
+                                "rename the folder")
+        except NotFoundError:
+            pass
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        store.register_model(version, path=str(folder), config=config)
+        return version, folder
+    try:
+        row = store.model(model)
+    except NotFoundError:
+        raise BallspotError(f"{model}: neither a model folder (with {CONFIG_FILE}) nor a registered version") from None
+    if not row["path"] or not (Path(row["path"]) / CONFIG_FILE).is_file():
+        raise BallspotError(f"model version {model}: its folder {row['path']} is missing")
+    return model, Path(row["path"])
+
+
+def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, games: list[str],
+                config: InferConfig, progress: Callable[[int, int, str], None] | None = None,
+                ) -> list[tuple[str, int]]:
+    """Infer each game that has a video; store its events under ``version`` and its curves."""
+    model = load(folder)
+    chosen = [store.game(g) for g in games]
+    missing = [g["url_local"] for g in chosen if not g["video_path"] or not Path(g["video_path"]).is_file()]
+    if missing:
+        raise BallspotError("no video for: " + ", ".join(missing))
+    total = sum(g["frame_count"] or 0 for g in chosen)
+    done_before = 0
+    out = []
+    for g in chosen:
+        report = None if progress is None else (
+            lambda d, _n, base=done_before, name=g["url_local"]: progress(base + d, total, name))
+        scores, events = infer_video(model, g["video_path"], config, progress=report)
+        store.add_predictions(version, g["id"], [(e.frame, e.label, e.team, e.confidence) for e in events])
+        save_curves(workspace.scores_path(version, g["id"]), scores)
+        done_before += g["frame_count"] or len(scores.scores)
+        out.append((g["url_local"], len(events)))
+    return out

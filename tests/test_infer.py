@@ -1,0 +1,121 @@
+"""Inference: feature caching changes nothing, TTA is the mean of both views, events come out
+of the score curves as configured, and the CLI stores and exports what it found."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, make_video
+from core.infer import GameScores, InferConfig, events_from_scores, frame_scores, frame_scores_uncached
+from core.model import BallActionModel, ModelConfig, load, save
+from core.synth import SynthConfig, generate_game
+from core.video import FrameReader, read_frames
+
+TINY = dict(input_size=(64, 112), proj_channels=32, blocks_3d=2, stack_channels=32)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A synthetic match clip, read as the model reads it."""
+    folder = generate_game(tmp_path_factory.mktemp("clip"), SynthConfig(minutes=0.04, seed=2, width=224, height=128))
+    with FrameReader(folder / "128p.mp4", TINY["input_size"]) as reader:
+        return np.stack(list(reader))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return BallActionModel(ModelConfig(**TINY)).eval()
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_cached_inference_equals_uncached(model, clip, tta):
+    config = InferConfig(batch=7, tta=tta)
+    cached = frame_scores(model, iter(clip), config)
+    full = frame_scores_uncached(model, clip, config)
+    assert cached.scores.shape == (len(clip), 12)
+    assert np.abs(cached.scores - full.scores).max() < 1e-4
+    assert np.abs(cached.team - full.team).max() < 1e-4
+
+
+def test_flip_tta_is_the_mean_of_both_views(model, clip):
+    plain = frame_scores_uncached(model, clip, InferConfig(tta=False))
+    flipped = frame_scores_uncached(model, clip[..., ::-1].copy(), InferConfig(tta=False))
+    both = frame_scores(model, iter(clip), InferConfig(tta=True))
+    assert np.abs(both.scores - (plain.scores + flipped.scores) / 2).max() < 1e-5
+    side = BallActionModel(ModelConfig(**TINY, team_mode="side")).eval()
+    side.load_state_dict(model.state_dict())
+    p = frame_scores_uncached(side, clip, InferConfig(tta=False)).team
+    f = frame_scores_uncached(side, clip[..., ::-1].copy(), InferConfig(tta=False)).team
+    both = frame_scores(side, iter(clip), InferConfig(tta=True)).team
+    assert np.abs(both - (p + (1 - f)) / 2).max() < 1e-5, "a flip swaps left and right"
+
+
+def test_events_from_score_curves():
+    n = 400
+    t = np.arange(n)
+    scores = np.zeros((n, 12), np.float32)
+    scores[:, 0] = 0.9 * np.exp(-((t - 100) / 2.0) ** 2) + 0.5 * np.exp(-((t - 108) / 2.0) ** 2)
+    scores[:, 7] = 0.15 * np.exp(-((t - 300) / 2.0) ** 2) + 0.6 * np.exp(-((t - 350) / 2.0) ** 2)
+    team = np.full((n, 12), 0.8, np.float32)
+    team[340:360, 7] = 0.1
+    events = events_from_scores(GameScores(scores, team), InferConfig(sigma=1.0, height=0.2, distance=15))
+    assert [(e.frame, e.label, e.team) for e in events] == [(100, "PASS", "home"), (350, "SHOT", "away")]
+    assert 0.2 < events[0].confidence <= 0.9
+    loose = events_from_scores(GameScores(scores, team), InferConfig(sigma=1.0, height=0.1, distance=5))
+    assert [e.frame for e in loose] == [100, 108, 300, 350]
+
+
+def test_random_access_reads_the_frames_the_stream_reads(tmp_path):
+    video = make_video(tmp_path / "v.mp4", frames=90, size=(96, 64))
+    with FrameReader(video, (48, 80)) as reader:
+        stream = list(reader)
+    wanted = [0, 1, 11, 12, 13, 47, 88, 89]
+    got = read_frames(video, wanted, (48, 80))
+    assert all(np.array_equal(got[i], stream[i]) for i in wanted)
+
+
+def test_save_and_load_keep_the_model(model, tmp_path, clip):
+    save(model, tmp_path / "m")
+    again = load(tmp_path / "m")
+    x = torch.from_numpy(clip[:15][None]).float()
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], again(x)[0])
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["input_size"] == [64, 112]
+
+
+def test_infer_and_evaluate_from_the_command_line(model, tmp_path):
+    def run(*args):
+        done = subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], capture_output=True, text=True,
+                              cwd=ROOT, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    generate_game(tmp_path / "S", SynthConfig(minutes=0.1, seed=4, width=160, height=90))
+    ws = str(tmp_path / "W")
+    run("import", str(tmp_path / "S"), "--workspace", ws, "--split", "test")
+    save(model, tmp_path / "tiny-v1")
+    out = run("infer", "--model", str(tmp_path / "tiny-v1"), "--workspace", ws, "--out", str(tmp_path / "P"))
+    assert "Stored as model version tiny-v1" in out
+    from core.store import Store
+    from core.workspace import Workspace
+    with Store.open(Workspace.at(ws)) as store:
+        game = store.games()[0]
+        preds = store.predictions(game["id"], "tiny-v1")
+        assert preds and all(0 <= p["confidence"] <= 1 for p in preds)
+        assert Workspace.at(ws).scores_path("tiny-v1", game["id"]).is_file()
+    results = json.loads((tmp_path / "P" / game["url_local"] / "results_spotting.json").read_text())
+    assert len(results["predictions"]) == len(preds)
+    # The version is registered: a second run names it, and re-running replaces its predictions.
+    run("infer", "--model", "tiny-v1", "--workspace", ws, "--no-tta", "--out", str(tmp_path / "P2"))
+    scored = json.loads(run("evaluate", "--predictions", str(tmp_path / "P"), "--labels", str(tmp_path / "S"),
+                            "--team", "--json"))
+    assert [r["metric"] for r in scored] == ["at1", "team-at1"]
+    assert all(0.0 <= r["mAP"] <= 1.0 for r in scored)
+    table = run("evaluate", "--predictions", str(tmp_path / "P"), "--labels", str(tmp_path / "S"), "--metric", "tight")
+    assert "tight mAP" in table and "PASS" in table
