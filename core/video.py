@@ -132,34 +132,54 @@ def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = frame.shape[:2]
     th, tw = size
     if (h, w) == (th, tw):
-        return frame
+        return np.ascontiguousarray(frame)
     scale = min(th / h, tw / w)
     nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-    resized = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    resized = frame if (nh, nw) == (h, w) else \
+        cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     if (nh, nw) == (th, tw):
         return resized
-    out = np.zeros((th, tw), frame.dtype)
+    out = np.empty((th, tw), frame.dtype)
     top, left = (th - nh) // 2, (tw - nw) // 2
+    out[:top], out[top + nh:], out[:, :left], out[:, left + nw:] = 0, 0, 0, 0
     out[top:top + nh, left:left + nw] = resized
     return out
+
+
+_Y_PLANE_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"}
+
+
+def grey(frame: av.VideoFrame, copy: bool = True) -> np.ndarray:
+    """A decoded frame's grey levels: its luma plane as it is (no colour conversion at all),
+    or a conversion for formats without an 8-bit luma plane. ``copy=False`` returns a view
+    of the decoder's buffer, valid only until the next frame is decoded."""
+    if frame.format.name in _Y_PLANE_FORMATS:
+        plane = frame.planes[0]
+        view = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : frame.width]
+        return view.copy() if copy else view
+    return frame.to_ndarray(format="gray")
 
 
 class FrameReader:
     """Every frame of a video in order, grey and fitted to ``size``, decoded ahead in a thread.
 
-    OpenCV decodes faster than PyAV here (about 370 vs 230 frames/s at 720p), so it decodes;
-    the thread lets decoding overlap the model's compute. Iterate it, or use as a context.
+    PyAV with FFmpeg's own decoding threads, taking the luma plane as the grey image, is the
+    fastest path here (about 1,000 frames/s of 720p H.264 on 2 cores, against about 720 for
+    OpenCV's decode to BGR alone). The thread lets decoding overlap the model's compute.
     """
 
     def __init__(self, path: str | Path, size: tuple[int, int] | None = None, prefetch: int = 64):
         self.path = str(path)
         self.size = size
-        cap = cv2.VideoCapture(self.path)
-        if not cap.isOpened():
-            raise InputError(Problem(self.path, "", "cannot open the video"))
-        self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.fps = float(cap.get(cv2.CAP_PROP_FPS))
-        self._cap = cap
+        try:
+            self._container = av.open(self.path)
+            stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError) as exc:
+            raise InputError(Problem(self.path, "", f"cannot open the video ({exc})")) from None
+        stream.thread_type = "AUTO"
+        self._stream = stream
+        self.frame_count = int(stream.frames)
+        self.fps = float(stream.average_rate or stream.guessed_rate or 0)
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="frame-reader")
@@ -167,12 +187,11 @@ class FrameReader:
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                ok, bgr = self._cap.read()
-                if not ok:
+            for frame in self._container.decode(self._stream):
+                if self._stop.is_set():
                     break
-                grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-                item = fit(grey, self.size) if self.size else grey
+                # fit() copies out of the decoder's buffer: one copy per frame, not two.
+                item = fit(grey(frame, copy=False), self.size) if self.size else grey(frame)
                 while not self._stop.is_set():
                     try:
                         self._queue.put(item, timeout=0.1)
@@ -180,7 +199,7 @@ class FrameReader:
                     except queue.Full:
                         continue
         except Exception as exc:  # handed to the consumer, not lost in the thread
-            self._queue.put(exc)
+            self._queue.put(InputError(Problem(self.path, "", f"decoding failed ({exc})")))
         finally:
             self._queue.put(None)
 
@@ -200,7 +219,7 @@ class FrameReader:
                 self._queue.get(timeout=0.05)
             except queue.Empty:
                 pass
-        self._cap.release()
+        self._container.close()
 
     def __enter__(self) -> "FrameReader":
         return self
@@ -210,7 +229,7 @@ class FrameReader:
 
 
 def read_frames(path: str | Path, frames: list[int], size: tuple[int, int] | None = None,
-                grey: bool = True) -> dict[int, np.ndarray]:
+                as_grey: bool = True) -> dict[int, np.ndarray]:
     """Exact frames by index (random access): seek to the keyframe before the first, decode on.
 
     Frame numbers come from timestamps, not from counting after a seek, so they are exact
@@ -234,9 +253,8 @@ def read_frames(path: str | Path, frames: list[int], size: tuple[int, int] | Non
             if index > last:
                 break
             if index in wanted:
-                img = frame.to_ndarray(format="bgr24")
-                if grey:  # through BGR like FrameReader, so training sees inference's pixels
-                    img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+                # The same grey as FrameReader's, so training sees inference's pixels.
+                img = grey(frame) if as_grey else frame.to_ndarray(format="bgr24")
                 out[index] = fit(img, size) if size else img
     missing = [f for f in wanted if f not in out]
     if missing:
