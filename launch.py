@@ -108,7 +108,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         config = SynthConfig(minutes=args.minutes, seed=args.seed, width=width, height=height,
                              motion_blur=args.blur, noise=args.noise, crf=args.crf)
     except ValueError as exc:
-        raise BallspotError(f"--size {args.size}: {exc}") from None
+        raise BallspotError(f"synth: {exc}") from None
     bar = tqdm(total=args.games * config.n_frames, unit="frame", desc="synth", file=sys.stderr)
 
     def progress(done: int, total: int, message: str) -> None:
@@ -147,15 +147,63 @@ def cmd_infer(args: argparse.Namespace) -> int:
             bar.refresh()
 
         try:
-            done = infer_games(store, ws, version, folder, games, config, progress=progress)
+            done = infer_games(store, ws, version, folder, games, config, progress=progress,
+                               skip_missing=args.game is None)
         finally:
             bar.close()
+        skipped = sorted(set(games) - {g for g, _ in done})
+        if skipped:
+            print(f"Skipped {len(skipped)} game(s) without a video: {', '.join(skipped)}", file=sys.stderr)
         out = args.out or ws.runs_dir / f"predictions-{version}"
         export(store, out, games=[g for g, _ in done], predictions=version)
     for game, n in done:
         print(f"{game}: {n} events")
     print(f"Stored as model version {version}; results_spotting.json files in {out}")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from core.runner import resolve_model
+    from core.train import TrainConfig, train
+
+    ws = Workspace.at(args.workspace)
+    config = TrainConfig.load(args.config, epochs=args.epochs)
+    rank = int(os.environ.get("RANK", "0"))
+    out = Path(args.resume or args.out or ws.runs_dir / f"train-{time_stamp()}")
+    bar = tqdm(total=config.epochs, unit="epoch", desc="train", file=sys.stderr, disable=rank != 0)
+
+    def progress(record: dict) -> None:
+        if "valid_map" in record:
+            bar.update(1)
+            vm = record["valid_map"]
+            bar.write(f"epoch {record['epoch']}: loss {record['loss']:.4f}  valid mAP@1 "
+                      f"{'-' if vm is None else f'{vm:.4f}'}  {record['samples_per_s']:.1f} samples/s")
+        else:
+            bar.set_postfix_str(f"step {record['step']}/{record['steps']} loss {record['loss']:.3f}", refresh=True)
+
+    with _store(args) as store:
+        init, parent = None, None
+        if args.init:
+            parent, init = resolve_model(store, args.init)
+        row = train(config, store, ws, out=out, init=init, parent=parent, resume=bool(args.resume),
+                    progress=progress)
+    bar.close()
+    if row is not None:
+        metrics = json.loads(row["metrics"])
+        print(f"Registered model {row['version']} at {row['path']}: valid mAP@1 {metrics['valid_map@1']}")
+    return 0
+
+
+def time_stamp() -> str:
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -247,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
     p.add_argument("--out", default=None, help="folder for results_spotting.json (default: workspace runs/)")
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("train", parents=[common], help="train a model on the workspace's labels")
+    p.add_argument("--config", required=True, help="core/configs/NAME.yaml")
+    p.add_argument("--init", default=None, metavar="CKPT_OR_VERSION", help="start from this model")
+    p.add_argument("--out", default=None, help="run folder (default: workspace runs/train-<time>)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted run")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score predictions against labels with SoccerNet's metric")
     p.add_argument("--predictions", required=True, help="folder of <game>/results_spotting.json")

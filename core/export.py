@@ -21,7 +21,9 @@ def documents(store: Store, *, games: list[str] | None = None, predictions: str 
     """``relative path -> JSON text`` for each game (all games, or those named)."""
     if predictions is not None:
         store.model(predictions)
-    chosen = [store.game(g) for g in games] if games else store.games()
+    if games is not None and not games:
+        raise BallspotError("no game to export")
+    chosen = [store.game(g) for g in games] if games is not None else store.games()
     out: dict[str, str] = {}
     for g in chosen:
         try:

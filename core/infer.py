@@ -17,7 +17,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from core.labels import CLASSES, TEAMS_ROLE, TEAMS_SIDE
+from core.labels import CLASSES, FPS, TEAMS_ROLE, TEAMS_SIDE
 from core.model import BallActionModel, normalise
 from core.video import FrameReader
 
@@ -119,7 +119,8 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
     scores, teams = [], []
     t = 0
     while True:
-        buf._pull_until(t + offsets[-1] + span)
+        # Read ahead far enough for every window of the batch (or to the end of the video).
+        buf._pull_until(t + cfg.batch - 1 + offsets[-1] + span)
         n_known = buf.read
         if buf.done and t >= n_known:
             break
@@ -191,7 +192,8 @@ def events_from_scores(result: GameScores, config: InferConfig | None = None,
             side = float(result.team[lo:hi, c].mean())
             events.append(Event(int(frame), label, teams[0] if side >= 0.5 else teams[1],
                                 float(np.clip(height, 0.0, 1.0))))
-    events.sort(key=lambda e: (e.frame, CLASSES.index(e.label)))
+    order = {label: c for c, label in enumerate(classes)}
+    events.sort(key=lambda e: (e.frame, order[e.label]))
     return events
 
 
@@ -199,7 +201,8 @@ def infer_video(model: BallActionModel, path: str | Path, config: InferConfig | 
                 progress: Progress | None = None) -> tuple[GameScores, list[Event]]:
     """Scores and events of a whole video file."""
     cfg = config or InferConfig()
-    with FrameReader(path, tuple(model.config.input_size)) as reader:
+    # At the label rate (25 fps) whatever the video's: frame i of the scores is label frame i.
+    with FrameReader(path, tuple(model.config.input_size), rate=FPS) as reader:
         result = frame_scores(model, reader, cfg, total=reader.frame_count, progress=progress)
     return result, events_from_scores(result, cfg, model.config.team_mode)
 

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from core.errors import BallspotError
 from core.labels import CLASSES, FPS, LABEL_FILE, PREDICTION_FILE, metric_frame
 
 #: Tolerances in seconds of each metric.
@@ -56,19 +57,34 @@ class MapResult:
     support: dict[str, int]
 
 
-def _frame(position) -> int:
-    return min(metric_frame(int(position)), VECTOR_FRAMES - 1)
+def _frame(position, framerate: int = FPS) -> int:
+    """SoccerNet's vector index of a position: float conversion, clamped to 120 minutes, and a
+    negative index wrapping to the end as numpy indexing does."""
+    size = 120 * 60 * framerate
+    f = min(metric_frame(int(position), framerate), size - 1)
+    return f + size if f < 0 else f
 
 
-def _class_vectors(game: GameEvents, cls: str, team: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ground-truth frames, and prediction frames with their confidences, of one class
-    (sorted by frame; duplicates resolved as SoccerNet's vectors do)."""
-    gt = sorted({_frame(a["position"]) for a in game.labels
-                 if a["label"] == cls and (team is None or a.get("team") == team)})
+def _half_of_label(a: dict) -> int:
+    return int(str(a["gameTime"])[0]) if "gameTime" in a else 1
+
+
+def _half_of_prediction(p: dict) -> int:
+    return int(p.get("half", 1))
+
+
+def _class_vectors(game: GameEvents, cls: str, team: str | None, framerate: int = FPS
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ground-truth positions, and prediction positions with their confidences, of one class,
+    sorted, duplicates resolved as SoccerNet's vectors do. Halves 1 and 2 are separate vectors
+    (BAS has only half 1); a position is ``half * 10**9 + frame`` so they never meet."""
+    gt = sorted({_half_of_label(a) * 10**9 + _frame(a["position"], framerate) for a in game.labels
+                 if a["label"] == cls and (team is None or a.get("team") == team) and _half_of_label(a) in (1, 2)})
     last: dict[int, float] = {}
     for p in game.predictions:
-        if p["label"] == cls and (team is None or p.get("team") == team):
-            last[_frame(p["position"])] = float(p["confidence"])  # a later one overwrites
+        half = _half_of_prediction(p)
+        if p["label"] == cls and (team is None or p.get("team") == team) and half in (1, 2):
+            last[half * 10**9 + _frame(p["position"], framerate)] = float(p["confidence"])  # later overwrites
     # SoccerNet keeps predictions with confidence >= 0 (the vector's empty value is -1).
     frames = np.array(sorted(f for f, c in last.items() if c >= 0), dtype=np.int64)
     scores = np.array([last[f] for f in frames], dtype=np.float64)
@@ -111,10 +127,11 @@ def _average_precision(scores: np.ndarray, hits: np.ndarray, n_gt: int) -> float
     return ap / 11
 
 
-def _ap_at(games: Sequence[GameEvents], cls: str, team: str | None, delta: float) -> tuple[float, int]:
+def _ap_at(games: Sequence[GameEvents], cls: str, team: str | None, delta: float,
+           framerate: int = FPS) -> tuple[float, int]:
     scores, hits, n_gt = [], [], 0
     for game in games:
-        gt, frames, conf = _class_vectors(game, cls, team)
+        gt, frames, conf = _class_vectors(game, cls, team, framerate)
         scores.append(conf)
         hits.append(_match(gt, frames, conf, delta))
         n_gt += len(gt)
@@ -137,7 +154,7 @@ def average_map(games: Sequence[GameEvents], metric: str = "at1", classes: Seque
     for cls in classes:
         aps = []
         for tolerance in METRICS[metric]:
-            ap, n = _ap_at(games, cls, None, tolerance * framerate)
+            ap, n = _ap_at(games, cls, None, tolerance * framerate, framerate)
             aps.append(ap)
         per_class[cls] = _integrate(aps)
         support[cls] = n
@@ -155,7 +172,7 @@ def team_map(games: Sequence[GameEvents], teams: tuple[str, str] = ("home", "awa
         for team in teams:
             aps, n = [], 0
             for tolerance in METRICS[metric]:
-                ap, n = _ap_at(games, cls, team, tolerance * framerate)
+                ap, n = _ap_at(games, cls, team, tolerance * framerate, framerate)
                 aps.append(ap)
             weighted += _integrate(aps) * n
             total += n
@@ -178,15 +195,28 @@ def precision_recall(labels: Iterable[dict], predictions: Iterable[dict], thresh
     return out
 
 
+def _read_list(path: Path, key: str) -> list[dict]:
+    try:
+        return list(json.loads(path.read_text())[key])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BallspotError(f"{path}: not a SoccerNet file ({type(exc).__name__}: {exc})") from None
+
+
 def load_folders(labels_dir: str | Path, predictions_dir: str | Path,
                  label_file: str = LABEL_FILE, prediction_file: str = PREDICTION_FILE) -> list[GameEvents]:
     """Every game under ``labels_dir`` (a folder with a label file) with its predictions from
     the same relative folder under ``predictions_dir`` (none if that file is missing)."""
     labels_dir, predictions_dir = Path(labels_dir), Path(predictions_dir)
-    games = []
+    games, missing = [], []
     for path in sorted(labels_dir.rglob(label_file)):
         rel = path.parent.relative_to(labels_dir)
         pred_path = predictions_dir / rel / prediction_file
-        preds = json.loads(pred_path.read_text())["predictions"] if pred_path.is_file() else []
-        games.append(GameEvents(str(rel), json.loads(path.read_text())["annotations"], preds))
+        if not pred_path.is_file():
+            missing.append(str(rel))
+            continue
+        games.append(GameEvents(str(rel), _read_list(path, "annotations"), _read_list(pred_path, "predictions")))
+    if missing:
+        # SoccerNet's evaluate stops on a missing file too: a silent zero would mislead.
+        raise BallspotError(f"{predictions_dir}: no {prediction_file} for {len(missing)} game(s): "
+                            + ", ".join(missing[:10]))
     return games

@@ -45,13 +45,20 @@ def resolve_model(store: Store, model: str) -> tuple[str, Path]:
 
 def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, games: list[str],
                 config: InferConfig, progress: Callable[[int, int, str], None] | None = None,
-                ) -> list[tuple[str, int]]:
-    """Infer each game that has a video; store its events under ``version`` and its curves."""
-    model = load(folder)
+                skip_missing: bool = True) -> list[tuple[str, int]]:
+    """Infer each game that has a video; store its events under ``version`` and its curves.
+
+    Games without a readable video are skipped (reported by the caller from the result), or,
+    with ``skip_missing=False`` (games the user named), an error.
+    """
     chosen = [store.game(g) for g in games]
     missing = [g["url_local"] for g in chosen if not g["video_path"] or not Path(g["video_path"]).is_file()]
-    if missing:
+    if missing and not skip_missing:
         raise BallspotError("no video for: " + ", ".join(missing))
+    chosen = [g for g in chosen if g["url_local"] not in missing]
+    if not chosen:
+        raise BallspotError("no game with a video to run the model on")
+    model = load(folder)
     total = sum(g["frame_count"] or 0 for g in chosen)
     done_before = 0
     out = []

@@ -57,7 +57,13 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or self.width < 64 or self.height < 36:
-            raise ValueError(f"size {self.width}x{self.height}: both even, at least 64x36")
+            raise ValueError(f"--size {self.width}x{self.height}: both even, at least 64x36")
+        if self.minutes <= 0 or self.n_frames < 1:
+            raise ValueError(f"--minutes {self.minutes}: must give at least one frame")
+        if self.seed < 0:
+            raise ValueError(f"--seed {self.seed}: must be 0 or more")
+        if not 0 <= self.motion_blur < 1 or self.noise < 0 or not 0 <= self.crf <= 51:
+            raise ValueError("--blur in [0, 1), --noise >= 0, --crf in 0..51")
         self.render = RenderOptions(self.width, self.height, self.ball_scale, self.motion_blur, self.noise)
 
     @property

@@ -168,7 +168,10 @@ class FrameReader:
     OpenCV's decode to BGR alone). The thread lets decoding overlap the model's compute.
     """
 
-    def __init__(self, path: str | Path, size: tuple[int, int] | None = None, prefetch: int = 64):
+    def __init__(self, path: str | Path, size: tuple[int, int] | None = None, prefetch: int = 64,
+                 rate: float | None = None):
+        """``rate``: yield frames at this rate (the label rate, 25) whatever the video's, each
+        output frame j being the video frame nearest to time j / rate."""
         self.path = str(path)
         self.size = size
         try:
@@ -178,8 +181,11 @@ class FrameReader:
             raise InputError(Problem(self.path, "", f"cannot open the video ({exc})")) from None
         stream.thread_type = "AUTO"
         self._stream = stream
-        self.frame_count = int(stream.frames)
         self.fps = float(stream.average_rate or stream.guessed_rate or 0)
+        self.rate = rate if rate and self.fps and abs(rate - self.fps) > 1e-3 else None
+        self.frame_count = int(stream.frames)
+        if self.rate:
+            self.frame_count = int(round(self.frame_count * self.rate / self.fps))
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="frame-reader")
@@ -187,17 +193,27 @@ class FrameReader:
 
     def _run(self) -> None:
         try:
-            for frame in self._container.decode(self._stream):
+            out = 0  # next output frame (resampling only)
+            for i, frame in enumerate(self._container.decode(self._stream)):
                 if self._stop.is_set():
                     break
+                repeat = 1
+                if self.rate:  # how many output frames have this video frame as their nearest
+                    repeat = 0
+                    while round(out * self.fps / self.rate) <= i:
+                        repeat += 1
+                        out += 1
+                    if not repeat:
+                        continue
                 # fit() copies out of the decoder's buffer: one copy per frame, not two.
                 item = fit(grey(frame, copy=False), self.size) if self.size else grey(frame)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                for _ in range(repeat):
+                    while not self._stop.is_set():
+                        try:
+                            self._queue.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
         except Exception as exc:  # handed to the consumer, not lost in the thread
             self._queue.put(InputError(Problem(self.path, "", f"decoding failed ({exc})")))
         finally:
@@ -229,34 +245,54 @@ class FrameReader:
 
 
 def read_frames(path: str | Path, frames: list[int], size: tuple[int, int] | None = None,
-                as_grey: bool = True) -> dict[int, np.ndarray]:
+                as_grey: bool = True, rate: float | None = None) -> dict[int, np.ndarray]:
     """Exact frames by index (random access): seek to the keyframe before the first, decode on.
 
-    Frame numbers come from timestamps, not from counting after a seek, so they are exact
-    whatever the keyframe interval. For training clips and the review filmstrip.
+    Frame numbers come from timestamps counted from the stream's first frame, not from
+    counting after a seek, so they are exact whatever the keyframe interval; if a seek lands
+    past the first wanted frame (some files' keyframe index), it backs off and seeks again.
+    ``rate``: indices are at this rate (the label rate) and map to the nearest video frame.
+    For training clips and the review filmstrip.
     """
-    wanted = sorted(set(int(f) for f in frames))
     out: dict[int, np.ndarray] = {}
-    if not wanted:
+    if not frames:
         return out
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate)
         tb = stream.time_base
-        start = stream.start_time or 0
-        container.seek(start + int(max(0, wanted[0] - 1) / fps / tb), stream=stream, backward=True)
-        last = wanted[-1]
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            index = int(round(float((frame.pts - start) * tb) * fps))
-            if index > last:
+        # label frame -> video frame
+        source = {int(f): (int(round(int(f) * fps / rate)) if rate else int(f)) for f in frames}
+        wanted = sorted(set(source.values()))
+        first = next(container.decode(stream), None)  # the stream's own frame 0
+        if first is None or first.pts is None:
+            raise InputError(Problem(str(path), "frame 0", "no decodable frame"))
+        origin = first.pts
+        decoded: dict[int, np.ndarray] = {}
+        back = 1.0
+        for _attempt in range(6):
+            target = origin + int(max(0.0, wanted[0] / fps - back) / tb)
+            container.seek(target, stream=stream, backward=True)
+            start_index = None
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                index = int(round(float((frame.pts - origin) * tb) * fps))
+                if start_index is None:
+                    start_index = index
+                    if index > wanted[0]:
+                        break  # landed after the first wanted frame: seek further back
+                if index > wanted[-1]:
+                    break
+                if index in source.values() and index not in decoded:
+                    # The same grey as FrameReader's, so training sees inference's pixels.
+                    img = grey(frame) if as_grey else frame.to_ndarray(format="bgr24")
+                    decoded[index] = fit(img, size) if size else img
+            if start_index is not None and start_index <= wanted[0]:
                 break
-            if index in wanted:
-                # The same grey as FrameReader's, so training sees inference's pixels.
-                img = grey(frame) if as_grey else frame.to_ndarray(format="bgr24")
-                out[index] = fit(img, size) if size else img
-    missing = [f for f in wanted if f not in out]
-    if missing:
-        raise InputError(Problem(str(path), f"frame {missing[0]}", "past the end of the video or unreadable"))
+            back *= 4
+    for f, v in source.items():
+        if v not in decoded:
+            raise InputError(Problem(str(path), f"frame {f}", "past the end of the video or unreadable"))
+        out[f] = decoded[v]
     return out

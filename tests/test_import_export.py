@@ -172,3 +172,10 @@ def test_import_a_label_file_inside_its_game_folder_uses_its_video(store, worksp
     folder = make_game(tmp_path / "src", GAME, [annotation(4)], video_frames=30)
     import_source(store, folder / LABEL_FILE, workspace=workspace)
     assert store.game(GAME)["frame_count"] == 30
+
+
+def test_export_of_no_game_is_an_error(store, workspace, tmp_path):
+    from core.errors import BallspotError
+    import_source(store, REAL_DATA, workspace=workspace)
+    with pytest.raises(BallspotError, match="no game to export"):
+        export(store, tmp_path / "o", games=[])

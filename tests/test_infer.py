@@ -99,13 +99,20 @@ def test_infer_and_evaluate_from_the_command_line(model, tmp_path):
     generate_game(tmp_path / "S", SynthConfig(minutes=0.1, seed=4, width=160, height=90))
     ws = str(tmp_path / "W")
     run("import", str(tmp_path / "S"), "--workspace", ws, "--split", "test")
+    from conftest import annotation, make_game
+    make_game(tmp_path / "labels-only", "l/s/no video", [annotation(3)])
+    run("import", str(tmp_path / "labels-only"), "--workspace", ws, "--split", "test")
     save(model, tmp_path / "tiny-v1")
-    out = run("infer", "--model", str(tmp_path / "tiny-v1"), "--workspace", ws, "--out", str(tmp_path / "P"))
-    assert "Stored as model version tiny-v1" in out
+    done = subprocess.run([sys.executable, str(ROOT / "launch.py"), "infer", "--model", str(tmp_path / "tiny-v1"),
+                           "--workspace", ws, "--out", str(tmp_path / "P")], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "Stored as model version tiny-v1" in done.stdout
+    assert "Skipped 1 game(s) without a video: l/s/no video" in done.stderr
+    assert not (tmp_path / "P" / "l").exists(), "only the inferred games are exported"
     from core.store import Store
     from core.workspace import Workspace
     with Store.open(Workspace.at(ws)) as store:
-        game = store.games()[0]
+        game = store.game("synthetic/seed-4/01 - Reds - Blues")
         preds = store.predictions(game["id"], "tiny-v1")
         assert preds and all(0 <= p["confidence"] <= 1 for p in preds)
         assert Workspace.at(ws).scores_path("tiny-v1", game["id"]).is_file()
@@ -119,3 +126,54 @@ def test_infer_and_evaluate_from_the_command_line(model, tmp_path):
     assert all(0.0 <= r["mAP"] <= 1.0 for r in scored)
     table = run("evaluate", "--predictions", str(tmp_path / "P"), "--labels", str(tmp_path / "S"), "--metric", "tight")
     assert "tight mAP" in table and "PASS" in table
+
+
+@pytest.mark.parametrize("n, batch", [(1, 4), (3, 5), (15, 16), (47, 16), (20, 32)])
+def test_scores_have_one_row_per_frame_whatever_the_batch(model, clip, n, batch):
+    config = InferConfig(batch=batch, tta=False)
+    cached = frame_scores(model, iter(clip[:n]), config)
+    assert len(cached.scores) == n
+    assert np.abs(cached.scores - frame_scores_uncached(model, clip[:n], config).scores).max() < 1e-4
+
+
+def _video_at(path, fps, frames, container="mp4"):
+    import av
+
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("libx264" if container == "mp4" else "mpeg4", rate=fps)
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            img = np.full((48, 64, 3), (i * 5) % 250, np.uint8)  # each frame its own grey level
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in st.encode():
+            out.mux(pkt)
+    return path
+
+
+def test_videos_not_at_25_fps_are_read_at_the_label_rate(tmp_path):
+    video = _video_at(tmp_path / "v50.mp4", 50, 100)  # 2 s at 50 fps
+    with FrameReader(video) as native:
+        all_frames = list(native)
+    with FrameReader(video, rate=25) as reader:
+        at25 = list(reader)
+    assert len(all_frames) == 100 and len(at25) == 50
+    assert all(np.array_equal(at25[j], all_frames[2 * j]) for j in range(50))
+    got = read_frames(video, [0, 7, 49], rate=25)
+    assert all(np.array_equal(got[j], at25[j]) for j in (0, 7, 49))
+
+
+def test_random_access_counts_from_the_first_frame_of_the_stream(tmp_path):
+    video = _video_at(tmp_path / "v.avi", 25, 60, container="avi")
+    with FrameReader(video) as reader:
+        stream = list(reader)
+    got = read_frames(video, [0, 1, 30, 59])
+    assert all(np.array_equal(got[i], stream[i]) for i in (0, 1, 30, 59))
+
+
+def test_custom_class_lists_in_post_processing():
+    scores = np.zeros((100, 2), np.float32)
+    scores[50, 1] = 1.0
+    events = events_from_scores(GameScores(scores, np.ones((100, 2), np.float32)), InferConfig(sigma=0),
+                                classes=("KICK", "CATCH"))
+    assert [(e.frame, e.label) for e in events] == [(50, "CATCH")]

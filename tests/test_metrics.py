@@ -98,3 +98,39 @@ def test_precision_recall_at_a_threshold():
     assert precision_recall(labels, preds, 0.5)["PASS"] == (0.5, 0.5)
     assert precision_recall(labels, preds, 0.2)["PASS"] == pytest.approx((2 / 3, 1.0))
     assert precision_recall(labels, preds, 0.2, tolerance_s=0.5)["PASS"] == pytest.approx((1 / 3, 0.5))
+
+
+def test_halves_and_negative_positions_as_soccernet(tmp_path):
+    """Halves are separate vectors, and a negative position wraps to the end of the vector."""
+    from SoccerNet.Evaluation.ActionSpotting import evaluate
+
+    labels = [{"gameTime": "1 - 00:04", "label": "PASS", "position": "4000", "team": "home", "visibility": "visible"},
+              {"gameTime": "2 - 00:04", "label": "PASS", "position": "4000", "team": "home", "visibility": "visible"},
+              {"gameTime": "1 - 00:00", "label": "SHOT", "position": "0", "team": "home", "visibility": "visible"}]
+    preds = [{"label": "PASS", "position": "4000", "half": "1", "confidence": 0.9},
+             {"label": "PASS", "position": "4040", "half": "2", "confidence": 0.4},
+             {"label": "SHOT", "position": "-40", "half": "1", "confidence": 0.8}]
+    game = tmp_path / "l" / "a" / "b" / "c"
+    game.mkdir(parents=True)
+    (game / LABEL_FILE).write_text(json.dumps({"annotations": labels}))
+    pred = tmp_path / "p" / "a" / "b" / "c"
+    pred.mkdir(parents=True)
+    (pred / PREDICTION_FILE).write_text(json.dumps({"predictions": preds}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        official = evaluate(str(tmp_path / "l"), str(tmp_path / "p"), prediction_file=PREDICTION_FILE,
+                            framerate=FPS, metric="at1", label_files=LABEL_FILE, dataset=None,
+                            EVENT_DICTIONARY=dict(CLASS_INDEX))
+    ours = average_map(load_folders(tmp_path / "l", tmp_path / "p"))
+    assert ours.mAP == pytest.approx(official["a_mAP"], abs=1e-12)
+    assert ours.per_class["SHOT"] == 0.0 and ours.per_class["PASS"] == pytest.approx(official["a_mAP_per_class"][0])
+
+
+def test_a_missing_prediction_file_is_an_error(tmp_path):
+    from core.errors import BallspotError
+
+    game = tmp_path / "l" / "a" / "b" / "c"
+    game.mkdir(parents=True)
+    (game / LABEL_FILE).write_text(json.dumps({"annotations": []}))
+    with pytest.raises(BallspotError, match="no results_spotting.json for 1 game"):
+        load_folders(tmp_path / "l", tmp_path / "nowhere")

@@ -174,3 +174,10 @@ def test_a_clip_too_short_for_any_event(tmp_path):
     folder = generate_game(tmp_path, SynthConfig(minutes=0.02, seed=1, width=160, height=90))
     assert json.loads((folder / LABEL_FILE).read_text())["annotations"] == []
     assert sum(1 for _ in _frames(folder / "90p.mp4")) == 30
+
+
+@pytest.mark.parametrize("options, why", [({"minutes": 0}, "--minutes"), ({"minutes": -1}, "--minutes"),
+                                          ({"seed": -1}, "--seed"), ({"width": 63}, "--size")])
+def test_bad_options_are_named(options, why):
+    with pytest.raises(ValueError, match=why):
+        SynthConfig(**options)

@@ -1,0 +1,455 @@
+"""Training on the store's labels: the seed's recipe, from one CPU to several GPUs.
+
+Targets: a class is positive at a frame when an event of that class lies within +-7 frames;
+the team target only counts where the class is positive. Sampling: a game uniformly, then
+with probability 0.5 a frame near an event (+-4 frames, events weighted by the effective
+number of their class so rare classes are seen), else a rejected prediction's frame (a hard
+negative) or any frame. Focal loss + team loss, AdamW, warm-up then cosine, EMA of weights,
+validation mAP@1 each epoch; the best EMA weights become the model. Frames are decoded once
+into a memory-mapped cache at training size when it fits, else read by random access.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from timm.utils import ModelEmaV3
+
+from core.errors import BallspotError
+from core.infer import InferConfig, events_from_scores, frame_scores
+from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES, TEAMS_ROLE, frame_to_ms
+from core.metrics import GameEvents, average_map
+from core.model import BallActionModel, ModelConfig, normalise, save
+from core.store import Store
+from core.video import FrameReader, read_frames
+from core.workspace import Workspace
+
+#: Label sources that are training targets (rejected predictions are hard negatives).
+TARGET_SOURCES = ("imported", "human", "model")
+#: Caches up to this size are built in memory-mapped files; larger ones read the video.
+FRAME_CACHE_LIMIT = 24 * 2**30
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 30
+    samples_per_epoch: int = 6000
+    batch: int = 4
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 6
+    min_lr_ratio: float = 0.01
+    ema: float = 0.999
+    focal_gamma: float = 1.2
+    team_weight: float = 0.5
+    target_window: int = 7
+    near_event_p: float = 0.5
+    near_window: int = 4
+    hard_negative_p: float = 0.25
+    class_beta: float = 0.999
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    valid_splits: list[str] = field(default_factory=lambda: ["valid"])
+    augment: bool = True
+    workers: int = 2
+    seed: int = 0
+    amp: bool = True
+    compile: bool = False
+    frame_cache: bool = True
+    valid_batch: int = 32
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides) -> "TrainConfig":
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise BallspotError(f"{path}: cannot read the training config ({exc})") from None
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise BallspotError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+        data["model"] = ModelConfig.from_dict(data.get("model", {}))
+        return cls(**data)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["model"]["input_size"] = list(d["model"]["input_size"])
+        return d
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class GameData:
+    """One game as training sees it: frames, events, hard negatives."""
+
+    game_id: int
+    url_local: str
+    n_frames: int
+    frames: np.ndarray | None  # (N, H, W) uint8 memmap, or None to read the video
+    video: str
+    events: np.ndarray  # (E, 3): frame, class, team (0 first team value, 1 second)
+    negatives: np.ndarray  # (R,) frames of rejected predictions
+    labels: list[dict]  # SoccerNet-style annotations, for validation mAP
+
+    def window(self, centre: int, config: ModelConfig) -> np.ndarray:
+        idx = np.clip(centre + config.frame_step * (np.arange(config.frames) - config.frames // 2), 0, self.n_frames - 1)
+        if self.frames is not None:
+            return np.asarray(self.frames[idx])
+        got = read_frames(self.video, idx.tolist(), tuple(config.input_size))
+        return np.stack([got[int(i)] for i in idx])
+
+
+def frame_cache(workspace: Workspace, game: dict, size: tuple[int, int]) -> np.ndarray:
+    """Decode a game once at training size into ``cache/frames`` (rebuilt if the video changes)."""
+    key = f"game-{game['id']}-{size[0]}x{size[1]}-{game['size_bytes']}-{int(game['video_mtime'] or 0)}"
+    folder = workspace.root / "cache" / "frames"
+    path = folder / f"{key}.u8"
+    meta = folder / f"{key}.json"
+    if path.is_file() and meta.is_file():
+        n = json.loads(meta.read_text())["frames"]
+        return np.memmap(path, np.uint8, "r", shape=(n, *size))
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"game-{game['id']}-{size[0]}x{size[1]}-*"):
+        old.unlink()  # an older cache of a video that has changed
+    n_max = int(game["frame_count"]) + 64
+    tmp = folder / f".{key}.partial"
+    out = np.memmap(tmp, np.uint8, "w+", shape=(n_max, *size))
+    n = 0
+    with FrameReader(game["video_path"], size) as reader:
+        for frame in reader:
+            if n == n_max:
+                break
+            out[n] = frame
+            n += 1
+    out.flush()
+    del out
+    with open(tmp, "r+b") as f:
+        f.truncate(n * size[0] * size[1])
+    tmp.replace(path)
+    meta.write_text(json.dumps({"frames": n, "video": game["video_path"]}))
+    return np.memmap(path, np.uint8, "r", shape=(n, *size))
+
+
+def load_games(store: Store, workspace: Workspace, splits: list[str], config: TrainConfig) -> list[GameData]:
+    size = tuple(config.model.input_size)
+    out = []
+    for g in store.games():
+        if g["split"] not in splits or not g["video_path"] or not Path(g["video_path"]).is_file():
+            continue
+        labels = store.labels(g["id"], sources=TARGET_SOURCES)
+        n = int(g["frame_count"])
+        events = np.array([(r["frame"], CLASS_INDEX[r["label"]], int(r["team"] in ("away", "right")))
+                           for r in labels if r["frame"] < n], dtype=np.int64).reshape(-1, 3)
+        negatives = np.array([p["frame"] for p in store.predictions(g["id"]) if p["status"] == "rejected"],
+                             dtype=np.int64)
+        cache_bytes = n * size[0] * size[1]
+        frames = frame_cache(workspace, g, size) if config.frame_cache and cache_bytes <= FRAME_CACHE_LIMIT else None
+        if frames is not None:
+            n = len(frames)
+        annotations = [{"position": str(frame_to_ms(r["frame"])), "label": r["label"], "team": r["team"],
+                        "visibility": r["visibility"]} for r in labels]
+        out.append(GameData(g["id"], g["url_local"], n, frames, g["video_path"], events, negatives, annotations))
+    return out
+
+
+def targets(game: GameData, centre: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class targets, team targets and the team mask at ``centre``."""
+    y = np.zeros(NUM_CLASSES, np.float32)
+    team = np.zeros(NUM_CLASSES, np.float32)
+    mask = np.zeros(NUM_CLASSES, np.float32)
+    if len(game.events):
+        near = game.events[np.abs(game.events[:, 0] - centre) <= window]
+        for frame, cls, side in near:
+            y[cls] = 1.0
+            team[cls] = float(side == 0)  # the team head predicts "the first team"
+            mask[cls] = 1.0
+    return y, team, mask
+
+
+def class_weights(games: list[GameData], beta: float) -> np.ndarray:
+    """Per class 1 / effective number of samples: (1 - beta) / (1 - beta ** n)."""
+    counts = np.zeros(NUM_CLASSES)
+    for g in games:
+        counts += np.bincount(g.events[:, 1], minlength=NUM_CLASSES) if len(g.events) else 0
+    w = (1 - beta) / (1 - np.power(beta, np.maximum(counts, 1)))
+    return w / w.sum()
+
+
+def sample_epoch(games: list[GameData], config: TrainConfig, rng: np.random.Generator) -> list[tuple[int, int, str]]:
+    """``(game index, centre frame, why)`` for one epoch; why is event, negative or random."""
+    weights = class_weights(games, config.class_beta)
+    out = []
+    for _ in range(config.samples_per_epoch):
+        gi = int(rng.integers(len(games)))
+        g = games[gi]
+        r = rng.random()
+        if r < config.near_event_p and len(g.events):
+            p = weights[g.events[:, 1]]
+            e = g.events[rng.choice(len(g.events), p=p / p.sum())]
+            centre = int(e[0]) + int(rng.integers(-config.near_window, config.near_window + 1))
+            why = "event"
+        elif r < config.near_event_p + (1 - config.near_event_p) * config.hard_negative_p and len(g.negatives):
+            centre, why = int(g.negatives[rng.integers(len(g.negatives))]), "negative"
+        else:
+            centre, why = int(rng.integers(g.n_frames)), "random"
+        out.append((gi, int(np.clip(centre, 0, g.n_frames - 1)), why))
+    return out
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    def __init__(self, games: list[GameData], samples: list[tuple[int, int, str]], config: TrainConfig, seed: int):
+        self.games, self.samples, self.config, self.seed = games, samples, config, seed
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        gi, centre, _ = self.samples[i]
+        g, mc = self.games[gi], self.config.model
+        rng = np.random.default_rng((self.seed, i))
+        if self.config.augment and rng.random() < 0.5:
+            centre = int(np.clip(centre + rng.integers(-1, 2), 0, g.n_frames - 1))  # +-1 frame shake
+        frames = g.window(centre, mc)
+        y, team, mask = targets(g, centre, self.config.target_window)
+        if self.config.augment:
+            frames, team = augment(frames, team, mask, mc.team_mode, rng)
+        return torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(y), torch.from_numpy(team), \
+            torch.from_numpy(mask)
+
+
+def augment(frames: np.ndarray, team: np.ndarray, mask: np.ndarray, team_mode: str,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Flip, brightness and contrast, a small affine, and a simulated camera pan across the clip."""
+    import cv2
+
+    t, h, w = frames.shape
+    if rng.random() < 0.5:
+        frames = frames[:, :, ::-1]
+        if team_mode == "side":
+            team = np.where(mask > 0, 1 - team, team)
+    scale = 1 + rng.uniform(-0.05, 0.05)
+    angle = rng.uniform(-3, 3)
+    pan = rng.uniform(-0.03, 0.03, 2) * (w, h)  # the camera drifts over the clip
+    out = np.empty_like(frames)
+    for k in range(t):
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        m[:, 2] += pan * (k / max(t - 1, 1) - 0.5)
+        out[k] = cv2.warpAffine(np.ascontiguousarray(frames[k]), m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+    out = np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    return out, team
+
+
+# --------------------------------------------------------------------------- loss, schedule
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    pt = p * target + (1 - p) * (1 - target)
+    return (ce * (1 - pt).pow(gamma)).mean()
+
+
+def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device) -> dict:
+    """mAP@1 on the validation games with the given (EMA) weights."""
+    if not games:
+        return {"mAP@1": None, "per_class": {}}
+    model.eval()
+    entries = []
+    infer = InferConfig(batch=config.valid_batch, tta=False, device=str(device))
+    for g in games:
+        frames = g.frames if g.frames is not None else None
+        if frames is None:
+            with FrameReader(g.video, tuple(config.model.input_size)) as reader:
+                scores = frame_scores(model, reader, infer)
+        else:
+            scores = frame_scores(model, iter(frames), infer)
+        events = events_from_scores(scores, infer, config.model.team_mode)
+        preds = [{"position": str(frame_to_ms(e.frame)), "label": e.label, "team": e.team,
+                  "confidence": e.confidence} for e in events]
+        entries.append(GameEvents(g.url_local, g.labels, preds))
+    result = average_map(entries, "at1")
+    return {"mAP@1": result.mAP, "per_class": result.per_class}
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+Progress = Callable[[dict], None]
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path, init: Path | None = None,
+          parent: str | None = None, version: str | None = None, resume: bool = False,
+          progress: Progress | None = None) -> dict | None:
+    """Train, validate each epoch, save the best EMA weights to ``out/model`` and register them.
+
+    ``resume`` continues from ``out/checkpoint.pt``. Returns the registered model row (rank 0).
+    """
+    rank, world = _distributed()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    train_games = load_games(store, workspace, config.train_splits, config)
+    if not train_games or not any(len(g.events) for g in train_games):
+        raise BallspotError(f"no labelled game with a video in splits {config.train_splits}")
+    valid_games = load_games(store, workspace, config.valid_splits, config) if rank == 0 else []
+    fingerprint = store.label_fingerprint([g.game_id for g in train_games])
+
+    model = BallActionModel(config.model)
+    if init is not None:
+        from core.model import load as load_model
+        model.load_state_dict(load_model(init).state_dict())
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    ema = ModelEmaV3(model, decay=config.ema)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, config.samples_per_epoch // (config.batch * world))
+    total = steps_per_epoch * config.epochs
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, config.min_lr_ratio))
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if config.compile:
+        net = torch.compile(net)
+
+    out = Path(out)
+    checkpoint = out / "checkpoint.pt"
+    history: list[dict] = []
+    start_epoch, best = 0, -1.0
+    if resume:
+        if not checkpoint.is_file():
+            raise BallspotError(f"{out}: no checkpoint to resume from")
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.module.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, history = state["epoch"], state["best"], state["history"]
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
+    log = out / "progress.jsonl"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
+
+    for epoch in range(start_epoch, config.epochs):
+        rng = np.random.default_rng((config.seed, epoch))
+        samples = sample_epoch(train_games, config, rng)[rank::world]
+        loader = torch.utils.data.DataLoader(
+            ClipDataset(train_games, samples, config, seed=config.seed * 1000 + epoch * 7919 + rank),
+            batch_size=config.batch, shuffle=False, num_workers=config.workers, drop_last=True,
+            persistent_workers=False)
+        net.train()
+        t0, seen, running = time.perf_counter(), 0, 0.0
+        for step, (frames, y, team, mask) in enumerate(loader):
+            if step >= steps_per_epoch:
+                break
+            frames, y, team, mask = (t.to(device, non_blocking=True) for t in (frames, y, team, mask))
+            with autocast:
+                logits, team_logits = net(normalise(frames))
+                loss = focal_loss(logits.float(), y, config.focal_gamma)
+                team_loss = (F.binary_cross_entropy_with_logits(team_logits.float(), team, reduction="none")
+                             * mask).sum() / mask.sum().clamp(min=1)
+                total_loss = loss + config.team_weight * team_loss
+            optimizer.zero_grad(set_to_none=True)
+            total_loss.backward()
+            optimizer.step()
+            scheduler.step()
+            ema.update(model)
+            seen += len(frames)
+            running += float(total_loss.detach())
+            if rank == 0 and progress is not None and step % 10 == 0:
+                progress({"epoch": epoch + 1, "step": step + 1, "steps": steps_per_epoch,
+                          "loss": float(total_loss), "lr": scheduler.get_last_lr()[0]})
+        elapsed = time.perf_counter() - t0
+        if world > 1:
+            dist.barrier()
+        if rank == 0:
+            metrics = validate(ema.module, valid_games, config, device)
+            score = metrics["mAP@1"] if metrics["mAP@1"] is not None else -running
+            record = {"epoch": epoch + 1, "loss": running / max(1, step + 1), "lr": scheduler.get_last_lr()[0],
+                      "samples_per_s": seen * world / max(elapsed, 1e-9), "valid_map": metrics["mAP@1"],
+                      "per_class": metrics["per_class"]}
+            history.append(record)
+            with open(log, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if progress is not None:
+                progress(record)
+            if score > best:
+                best = score
+                save(ema.module, out / ".best-partial")
+                shutil.rmtree(out / "best", ignore_errors=True)
+                (out / ".best-partial").rename(out / "best")
+            tmp = out / ".checkpoint.partial"
+            torch.save({"model": model.state_dict(), "ema": ema.module.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "epoch": epoch + 1, "best": best, "history": history}, tmp)
+            tmp.replace(checkpoint)
+        if world > 1:
+            dist.barrier()
+
+    registered = None
+    if rank == 0:
+        final = out / "model"
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.copytree(out / "best", final)
+        best_record = max(history, key=lambda r: r["valid_map"] if r["valid_map"] is not None else -1)
+        metrics = {"valid_map@1": best_record["valid_map"], "per_class": best_record["per_class"],
+                   "epochs": len(history), "train_games": [g.url_local for g in train_games],
+                   "valid_games": [g.url_local for g in valid_games],
+                   "reviewed_labels": int(sum(len(g.events) for g in train_games))}
+        (final / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        shutil.copy(log, final / "progress.jsonl")
+        name = version or _next_version(store)
+        registered = store.register_model(name, path=str(final.resolve()), parent=parent,
+                                          config=config.as_dict(), metrics=metrics, label_fingerprint=fingerprint)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return registered
+
+
+def _next_version(store: Store) -> str:
+    taken = {m["version"] for m in store.models()}
+    k = 1
+    while f"v{k}" in taken:
+        k += 1
+    return f"v{k}"
+
+
+__all__ = ["TrainConfig", "train", "targets", "sample_epoch", "load_games", "focal_loss", "TEAMS_ROLE", "CLASSES"]
