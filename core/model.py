@@ -126,6 +126,7 @@ class BallActionModel(nn.Module):
                                          out_indices=(c.feature_stage,), drop_path_rate=c.drop_path)
         if c.pretrained_weights:
             self._load_encoder(Path(c.pretrained_weights))
+        self._freeze_unused_encoder_stages()
         enc_channels = self.encoder.feature_info.channels()[-1]
         self.proj = nn.Sequential(nn.Conv2d(enc_channels, c.proj_channels, 1, bias=False),
                                   nn.BatchNorm2d(c.proj_channels), nn.SiLU())
@@ -139,6 +140,17 @@ class BallActionModel(nn.Module):
         width = c.stack_channels * c.stacks
         self.head = nn.Linear(width, c.num_classes)
         self.team_head = nn.Linear(width, c.num_classes)
+
+    def _freeze_unused_encoder_stages(self) -> None:
+        """timm's feature extractors keep the stages after the one we take; their weights get
+        no gradient, which DistributedDataParallel refuses. Mark them as not trained."""
+        params = list(self.encoder.parameters())
+        self.encoder.eval()
+        out = self.encoder(torch.zeros(1, self.config.stack, 64, 64))[-1].sum()
+        for param, grad in zip(params, torch.autograd.grad(out, params, allow_unused=True)):
+            if grad is None:
+                param.requires_grad_(False)
+        self.encoder.train()
 
     def _load_encoder(self, path: Path) -> None:
         """Local encoder weights (e.g. timm's ImageNet ones saved once on a connected machine)."""

@@ -10,6 +10,7 @@ into a memory-mapped cache at training size when it fits, else read by random ac
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from timm.utils import ModelEmaV3
 
 from core.errors import BallspotError
 from core.infer import InferConfig, events_from_scores, frame_scores
-from core.labels import CLASS_INDEX, CLASSES, NUM_CLASSES, TEAMS_ROLE, frame_to_ms
+from core.labels import CLASS_INDEX, CLASSES, FPS, NUM_CLASSES, TEAMS_ROLE, frame_to_ms
 from core.metrics import GameEvents, average_map
 from core.model import BallActionModel, ModelConfig, normalise, save
 from core.store import Store
@@ -110,7 +111,7 @@ class GameData:
         idx = np.clip(centre + config.frame_step * (np.arange(config.frames) - config.frames // 2), 0, self.n_frames - 1)
         if self.frames is not None:
             return np.asarray(self.frames[idx])
-        got = read_frames(self.video, idx.tolist(), tuple(config.input_size))
+        got = read_frames(self.video, idx.tolist(), tuple(config.input_size), rate=FPS)
         return np.stack([got[int(i)] for i in idx])
 
 
@@ -127,10 +128,10 @@ def frame_cache(workspace: Workspace, game: dict, size: tuple[int, int]) -> np.n
     for old in folder.glob(f"game-{game['id']}-{size[0]}x{size[1]}-*"):
         old.unlink()  # an older cache of a video that has changed
     n_max = int(game["frame_count"]) + 64
-    tmp = folder / f".{key}.partial"
+    tmp = folder / f".{key}.{os.getpid()}.partial"
     out = np.memmap(tmp, np.uint8, "w+", shape=(n_max, *size))
     n = 0
-    with FrameReader(game["video_path"], size) as reader:
+    with FrameReader(game["video_path"], size, rate=FPS) as reader:  # label frames, whatever the video's fps
         for frame in reader:
             if n == n_max:
                 break
@@ -285,7 +286,7 @@ def validate(model: BallActionModel, games: list[GameData], config: TrainConfig,
     for g in games:
         frames = g.frames if g.frames is not None else None
         if frames is None:
-            with FrameReader(g.video, tuple(config.model.input_size)) as reader:
+            with FrameReader(g.video, tuple(config.model.input_size), rate=FPS) as reader:
                 scores = frame_scores(model, reader, infer)
         else:
             scores = frame_scores(model, iter(frames), infer)
@@ -325,7 +326,11 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
+    if world > 1 and rank != 0:
+        dist.barrier()  # rank 0 builds the frame caches first; the others then open them
     train_games = load_games(store, workspace, config.train_splits, config)
+    if world > 1 and rank == 0:
+        dist.barrier()
     if not train_games or not any(len(g.events) for g in train_games):
         raise BallspotError(f"no labelled game with a video in splits {config.train_splits}")
     valid_games = load_games(store, workspace, config.valid_splits, config) if rank == 0 else []
@@ -395,9 +400,14 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
             running += float(total_loss.detach())
             if rank == 0 and progress is not None and step % 10 == 0:
                 progress({"epoch": epoch + 1, "step": step + 1, "steps": steps_per_epoch,
-                          "loss": float(total_loss), "lr": scheduler.get_last_lr()[0]})
+                          "loss": float(total_loss.detach()), "lr": scheduler.get_last_lr()[0]})
         elapsed = time.perf_counter() - t0
         if world > 1:
+            # Gradients are averaged, so weights agree; batch-norm statistics are each rank's
+            # own since the last step. Take rank 0's so every rank holds the same model.
+            for module in (model, ema.module):
+                for buffer in module.buffers():
+                    dist.broadcast(buffer, src=0)
             dist.barrier()
         if rank == 0:
             metrics = validate(ema.module, valid_games, config, device)
@@ -423,6 +433,9 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         if world > 1:
             dist.barrier()
 
+    # Each rank leaves a digest of its weights: after DDP they must all be the same.
+    digest = hashlib.sha256(b"".join(v.detach().cpu().numpy().tobytes() for v in model.state_dict().values()))
+    (out / f"rank-{rank}.sha256").write_text(digest.hexdigest())
     registered = None
     if rank == 0:
         final = out / "model"

@@ -1,0 +1,123 @@
+"""Training mechanics: targets, hard negatives, interruption and resume, two DDP ranks."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT
+from core.ingest import import_source
+from core.store import Store
+from core.synth import SynthConfig, generate_game
+from core.train import TrainConfig, load_games, sample_epoch, targets
+from core.workspace import Workspace
+
+TINY = ROOT / "core" / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A workspace with a short synthetic train game and a shorter valid game."""
+    root = tmp_path_factory.mktemp("train")
+    generate_game(root / "tr", SynthConfig(minutes=0.5, seed=31, width=160, height=90, ball_scale=4, exact=False))
+    generate_game(root / "va", SynthConfig(minutes=0.25, seed=32, width=160, height=90, ball_scale=4, exact=False),
+                  index=1)
+    workspace = Workspace.at(root / "ws").ensure()
+    with Store.open(workspace) as store:
+        import_source(store, root / "tr", workspace=workspace, split="train")
+        import_source(store, root / "va", workspace=workspace, split="valid")
+    return workspace
+
+
+def _config(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load(TINY.read_text())
+    data.update(changes)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_targets_cover_seven_frames_each_side(ws):
+    with Store.open(ws) as store:
+        game = load_games(store, ws, ["train"], TrainConfig.load(TINY))[0]
+    frame, cls, side = (int(v) for v in game.events[0])
+    y, team, mask = targets(game, frame + 7, 7)
+    assert y[cls] == 1 and mask[cls] == 1 and team[cls] == float(side == 0)
+    y, _, mask = targets(game, frame + 8, 7)
+    others = game.events[np.abs(game.events[:, 0] - (frame + 8)) <= 7]
+    assert y[cls] == float(cls in others[:, 1])
+
+
+def test_rejected_predictions_are_sampled_as_hard_negatives(ws):
+    with Store.open(ws) as store:
+        game = store.game("synthetic/seed-31/01 - Reds - Blues")
+        if "v0" not in [m["version"] for m in store.models()]:
+            store.register_model("v0")
+        store.add_predictions("v0", game["id"], [(f, "SHOT", "home", 0.7) for f in (101, 333, 555)])
+        for p in store.predictions(game["id"], "v0"):
+            if p["frame"] != 555:
+                store.reject(p["id"], reviewer="ana")
+        config = TrainConfig.load(TINY)
+        games = load_games(store, ws, ["train"], config)
+    assert sorted(games[0].negatives.tolist()) == [101, 333]
+    samples = sample_epoch(games, config, np.random.default_rng(0))
+    negatives = [c for _, c, why in samples if why == "negative"]
+    assert negatives and set(negatives) <= {101, 333}
+    config.near_event_p, config.hard_negative_p = 0.0, 1.0
+    assert {c for _, c, _ in sample_epoch(games, config, np.random.default_rng(1))} == {101, 333}
+
+
+def _launch(*args, **kw):
+    return subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_a_killed_run_resumes_and_registers_nothing_partial(ws, tmp_path):
+    config = _config(tmp_path, epochs=4, samples_per_epoch=320)
+    run = tmp_path / "run"
+    with Store.open(ws) as store:
+        before = [m["version"] for m in store.models()]
+    proc = _launch("train", "--config", str(config), "--workspace", str(ws.root), "--out", str(run))
+    deadline = time.monotonic() + 240
+    while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert (run / "checkpoint.pt").exists(), proc.stdout.read() if proc.poll() is not None else "no checkpoint"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Store.open(ws) as store:
+        assert [m["version"] for m in store.models()] == before, "a killed run registered a model"
+    assert not (run / "model").exists()
+    done = _launch("train", "--config", str(config), "--workspace", str(ws.root), "--resume", str(run))
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    epochs = [json.loads(line)["epoch"] for line in (run / "progress.jsonl").read_text().splitlines()]
+    assert epochs[-1] == 4 and sorted(set(epochs)) == [1, 2, 3, 4]
+    with Store.open(ws) as store:
+        new = [m for m in store.models() if m["version"] not in before]
+    assert len(new) == 1 and Path(new[0]["path"]) == (run / "model").resolve()
+    assert json.loads(new[0]["metrics"])["epochs"] == 4
+
+
+def test_two_ddp_ranks_on_gloo_end_with_the_same_weights(ws, tmp_path):
+    config = _config(tmp_path, epochs=1, samples_per_epoch=32, batch=8)  # 2 steps per rank
+    run = tmp_path / "ddp"
+    with Store.open(ws) as store:
+        before = len(store.models())
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "launch.py"), "train",
+                           "--config", str(config), "--workspace", str(ws.root), "--out", str(run)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    digests = [(run / f"rank-{r}.sha256").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
+    with Store.open(ws) as store:
+        assert len(store.models()) == before + 1
