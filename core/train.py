@@ -341,8 +341,8 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         from core.model import load as load_model
         model.load_state_dict(load_model(init).state_dict())
     model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":  # the 2D encoder only: the 3D part's weights are 5-D
+        model.encoder.to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=config.ema)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, config.samples_per_epoch // (config.batch * world))
