@@ -24,11 +24,11 @@ from core.workspace import DEFAULT_WORKSPACE, Workspace
 
 
 @contextmanager
-def _tqdm_progress(desc: str) -> Iterator:
+def _tqdm_progress(desc: str, unit: str = "game") -> Iterator:
     """A ``progress(done, total, message)`` callback drawn as a tqdm bar on stderr."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=desc, unit="game", file=sys.stderr, leave=False)
+    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, leave=False)
 
     def progress(done: int, total: int, message: str) -> None:
         bar.total = total
@@ -99,8 +99,6 @@ def cmd_games(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from core.synth import SynthConfig, generate
 
     try:
@@ -109,25 +107,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
                              motion_blur=args.blur, noise=args.noise, crf=args.crf)
     except ValueError as exc:
         raise BallspotError(f"synth: {exc}") from None
-    bar = tqdm(total=args.games * config.n_frames, unit="frame", desc="synth", file=sys.stderr)
-
-    def progress(done: int, total: int, message: str) -> None:
-        bar.n = done
-        bar.set_postfix_str(message, refresh=False)
-        bar.refresh()
-
-    try:
+    with _tqdm_progress("synth", "frame") as progress:
         folders = generate(args.out, config, games=args.games, progress=progress)
-    finally:
-        bar.close()
     for folder in folders:
         print(folder)
     return 0
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from core.export import export
     from core.infer import InferConfig
     from core.runner import infer_games, resolve_model
@@ -138,19 +125,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
         games = [args.game] if args.game else [g["url_local"] for g in store.games()
                                                if args.split is None or g["split"] == args.split]
         config = InferConfig(batch=args.batch, tta=not args.no_tta, device=args.device)
-        bar = tqdm(unit="frame", desc=f"infer {version}", file=sys.stderr)
-
-        def progress(done: int, total: int, message: str) -> None:
-            bar.total = total
-            bar.n = done
-            bar.set_postfix_str(message[-50:], refresh=False)
-            bar.refresh()
-
-        try:
+        with _tqdm_progress(f"infer {version}", "frame") as progress:
             done = infer_games(store, ws, version, folder, games, config, progress=progress,
                                skip_missing=args.game is None)
-        finally:
-            bar.close()
         skipped = sorted(set(games) - {g for g, _ in done})
         if skipped:
             print(f"Skipped {len(skipped)} game(s) without a video: {', '.join(skipped)}", file=sys.stderr)
