@@ -63,7 +63,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = generate_game(tmp, SynthConfig(minutes=max(args.frames, 250) / 25 / 60, seed=3, width=1280,
+        folder = generate_game(tmp, SynthConfig(minutes=max(args.frames, 750) / 25 / 60, seed=3, width=1280,
                                                 height=720, exact=False))
         video = folder / "720p.mp4"
         with FrameReader(video, size) as reader:
