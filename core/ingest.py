@@ -20,7 +20,7 @@ from core.formats import check_url_local, parse_labels
 from core.labels import LABEL_FILE, frame_to_ms
 from core.splits import split_of
 from core.store import GameImport, ImportResult, Store
-from core.video import VIDEO_SUFFIXES, VideoInfo, find_videos, probe
+from core.video import VideoInfo, find_videos, probe
 from core.workspace import Workspace
 
 #: ``progress(done, total, message)``: the CLI draws it with tqdm, the UI with its progress bar.

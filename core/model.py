@@ -11,7 +11,7 @@ part dominates the cost and each stack's features can be cached across sliding w
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import timm

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.synth_world import GOAL_HALF_WIDTH, GOAL_HEIGHT, LENGTH, N_PLAYERS, WIDTH, World
+from core.synth_world import GOAL_HALF_WIDTH, GOAL_HEIGHT, LENGTH, WIDTH, World
 
 CAMERA_POS = np.array([LENGTH / 2, WIDTH + 40.0, 22.0])
 #: Width of pitch (m) the camera shows around the ball at its default zoom.
@@ -54,7 +54,7 @@ def _texture(ppm: float) -> np.ndarray:
     h = int((WIDTH + 2 * MARGIN) * ppm)
     tex = np.empty((h, w, 3), np.uint8)
     tex[:] = SURROUND
-    x0, y0 = int(MARGIN * ppm), int(MARGIN * ppm)
+    y0 = int(MARGIN * ppm)
     # The crowd beyond the far boards: speckles that move with the pan like a real stand.
     crowd = np.random.default_rng(7).integers(0, 4, (int(y0 - 5 * ppm) // 2 + 1, w // 2 + 1))
     palette = np.array([STANDS, (90, 90, 110), (120, 110, 100), (70, 60, 150)], np.uint8)

@@ -141,7 +141,6 @@ class _Planner:
         after = self.script[i + 2] if i + 2 < len(self.script) else None
         u = self.rng.uniform
         dt = (nxt.frame - ev.frame) / FPS
-        gx = attack_goal_x(nxt.team)
         d_next = 1.0 if nxt.team == 0 else -1.0
         if ev.cls == C["GOAL"]:
             return LENGTH / 2, WIDTH / 2  # kick-off

@@ -7,10 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from conftest import REAL_DATA, REAL_LABELS, ROOT, annotation, make_game
-from core.labels import LABEL_FILE
 from core.store import Store
 from core.workspace import Workspace
 
@@ -26,7 +23,7 @@ def test_import_games_export_round_trip(tmp_path):
     ws = tmp_path / "W"
     done = run("import", str(REAL_DATA), "--workspace", str(ws))
     assert done.returncode == 0, done.stderr
-    assert f"Imported 5 game(s)" in done.stdout and f"{REAL_LABELS} labels" in done.stdout
+    assert "Imported 5 game(s)" in done.stdout and f"{REAL_LABELS} labels" in done.stdout
 
     table = run("games", "--workspace", str(ws), "--format", "json")
     rows = json.loads(table.stdout)

@@ -12,7 +12,6 @@ from core.errors import ConflictError
 from core.export import export
 from core.ingest import import_source
 from core.labels import LABEL_FILE, game_time
-from core.store import Store
 
 GAME = "league_x/2024-2025/2024-08-01 - Alpha - Beta"
 
