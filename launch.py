@@ -152,7 +152,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     ws = Workspace.at(args.workspace)
     config = TrainConfig.load(args.config, epochs=args.epochs)
     rank = int(os.environ.get("RANK", "0"))
-    out = Path(args.resume or args.out or ws.runs_dir / f"train-{time_stamp()}")
+    if args.resume or args.out:
+        out = Path(args.resume or args.out)
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Every rank must agree on the folder: torchrun's run id is the same for all of them.
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+        if not run_id or run_id == "none":
+            raise BallspotError("under torchrun, give --out (the ranks must share one run folder)")
+        out = ws.runs_dir / f"train-{run_id}"
+    else:
+        out = ws.runs_dir / f"train-{time_stamp()}"
     bar = tqdm(total=config.epochs, unit="epoch", desc="train", file=sys.stderr, disable=rank != 0)
 
     def progress(record: dict) -> None:
