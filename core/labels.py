@@ -42,6 +42,11 @@ DEFAULT_VISIBILITY = "visible"
 
 #: Where a label came from: a file, a person, or an accepted model prediction.
 SOURCES: tuple[str, ...] = ("imported", "human", "model")
+#: Label sources that are training targets: all of them (rejected predictions are no labels).
+TARGET_SOURCES: tuple[str, ...] = SOURCES
+#: Labels that are review work (not imported): what retraining takes from games outside the
+#: training splits.
+REVIEW_SOURCES: tuple[str, ...] = ("human", "model")
 #: The review state of a model prediction.
 REVIEW_STATUSES: tuple[str, ...] = ("pending", "accepted", "rejected")
 

@@ -204,7 +204,8 @@ def save(model: BallActionModel, folder: str | Path, extra: dict | None = None) 
     return folder
 
 
-def load(folder: str | Path, map_location: str | torch.device = "cpu") -> BallActionModel:
+def load_config(folder: str | Path) -> ModelConfig:
+    """The architecture a saved model was built with (its encoder weights are in the file)."""
     folder = Path(folder)
     try:
         data = json.loads((folder / CONFIG_FILE).read_text())
@@ -212,7 +213,12 @@ def load(folder: str | Path, map_location: str | torch.device = "cpu") -> BallAc
         raise BallspotError(f"{folder}: no {CONFIG_FILE} (not a model folder)") from None
     data = {k: v for k, v in data.items() if k in {f.name for f in fields(ModelConfig)}}
     data["pretrained_weights"] = None  # the saved weights include the encoder's
-    model = BallActionModel(ModelConfig.from_dict(data))
+    return ModelConfig.from_dict(data)
+
+
+def load(folder: str | Path, map_location: str | torch.device = "cpu") -> BallActionModel:
+    folder = Path(folder)
+    model = BallActionModel(load_config(folder))
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise BallspotError(f"{folder}: no {WEIGHTS_FILE}")

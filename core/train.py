@@ -30,15 +30,14 @@ from timm.utils import ModelEmaV3
 
 from core.errors import BallspotError
 from core.infer import InferConfig, events_from_scores, frame_scores
-from core.labels import CLASS_INDEX, CLASSES, FPS, NUM_CLASSES, TEAMS_ROLE, frame_to_ms
+from core.labels import CLASS_INDEX, CLASSES, FPS, NUM_CLASSES, REVIEW_SOURCES, TARGET_SOURCES, TEAMS_ROLE, frame_to_ms
 from core.metrics import GameEvents, average_map
 from core.model import BallActionModel, ModelConfig, normalise, save
+from core.pretrain import NoSidecarError, PretrainConfig, pretrain
 from core.store import Store
 from core.video import FrameReader, read_frames
 from core.workspace import Workspace
 
-#: Label sources that are training targets (rejected predictions are hard negatives).
-TARGET_SOURCES = ("imported", "human", "model")
 #: Caches up to this size are built in memory-mapped files; larger ones read the video.
 FRAME_CACHE_LIMIT = 24 * 2**30
 
@@ -62,6 +61,11 @@ class TrainConfig:
     hard_negative_p: float = 0.25
     class_beta: float = 0.999
     train_splits: list[str] = field(default_factory=lambda: ["train"])
+    #: Only these games (url_local); None: all of the training splits.
+    train_games: list[str] | None = None
+    #: Also learn from review work (human labels, accepted and rejected predictions) on games of
+    #: other splits, validation splits excepted: what an analyst reviews is what retraining uses.
+    reviewed_games: bool = True
     valid_splits: list[str] = field(default_factory=lambda: ["valid"])
     augment: bool = True
     workers: int = 2
@@ -70,6 +74,18 @@ class TrainConfig:
     compile: bool = False
     frame_cache: bool = True
     valid_batch: int = 32
+    #: Validate every N epochs (and always after the last): validation of long games is costly.
+    valid_every: int = 1
+    #: Learning rate of the 2D encoder relative to the rest; 0 freezes it (weights and batch-norm
+    #: statistics), which on a CPU after pretraining trains the rest several times faster.
+    encoder_lr_scale: float = 1.0
+    #: Encoder pretraining on synthetic sidecars before training (0 steps: none); see core.pretrain.
+    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(steps=0))
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch < 1 or self.samples_per_epoch < self.batch:
+            raise BallspotError(f"training needs epochs >= 1 and samples_per_epoch >= batch >= 1 "
+                                f"(got {self.epochs}, {self.samples_per_epoch}, {self.batch})")
 
     @classmethod
     def load(cls, path: str | Path, **overrides) -> "TrainConfig":
@@ -83,6 +99,10 @@ class TrainConfig:
         if unknown:
             raise BallspotError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
         data["model"] = ModelConfig.from_dict(data.get("model", {}))
+        try:
+            data["pretrain"] = PretrainConfig(**{"steps": 0, **(data.get("pretrain") or {})})
+        except TypeError as exc:
+            raise BallspotError(f"{path}: pretrain: {exc}") from None
         return cls(**data)
 
     def as_dict(self) -> dict:
@@ -106,6 +126,10 @@ class GameData:
     events: np.ndarray  # (E, 3): frame, class, team (0 first team value, 1 second)
     negatives: np.ndarray  # (R,) frames of rejected predictions
     labels: list[dict]  # SoccerNet-style annotations, for validation mAP
+    #: Reviewed only in part (a game outside the training splits with review work): trained
+    #: on windows around its reviewed events and rejected predictions, never on random frames,
+    #: since an unreviewed stretch may hold events nobody labelled yet.
+    partial: bool = False
 
     def window(self, centre: int, config: ModelConfig) -> np.ndarray:
         idx = np.clip(centre + config.frame_step * (np.arange(config.frames) - config.frames // 2), 0, self.n_frames - 1)
@@ -146,25 +170,36 @@ def frame_cache(workspace: Workspace, game: dict, size: tuple[int, int]) -> np.n
     return np.memmap(path, np.uint8, "r", shape=(n, *size))
 
 
-def load_games(store: Store, workspace: Workspace, splits: list[str], config: TrainConfig) -> list[GameData]:
+def load_games(store: Store, workspace: Workspace, splits: list[str], config: TrainConfig,
+               only: list[str] | None = None, reviewed: bool = False) -> list[GameData]:
+    """The games of ``splits`` (or only those named), plus, with ``reviewed``, the review work
+    on games of other splits except the validation ones (see ``GameData.partial``)."""
     size = tuple(config.model.input_size)
     out = []
     for g in store.games():
-        if g["split"] not in splits or not g["video_path"] or not Path(g["video_path"]).is_file():
+        if not g["video_path"] or not Path(g["video_path"]).is_file():
             continue
-        labels = store.labels(g["id"], sources=TARGET_SOURCES)
+        if only is not None and g["url_local"] not in only:
+            continue
+        partial = g["split"] not in splits
+        if partial and (not reviewed or g["split"] in config.valid_splits):
+            continue
+        labels = store.labels(g["id"], sources=REVIEW_SOURCES if partial else TARGET_SOURCES)
         n = int(g["frame_count"])
         events = np.array([(r["frame"], CLASS_INDEX[r["label"]], int(r["team"] in ("away", "right")))
                            for r in labels if r["frame"] < n], dtype=np.int64).reshape(-1, 3)
         negatives = np.array([p["frame"] for p in store.predictions(g["id"]) if p["status"] == "rejected"],
                              dtype=np.int64)
+        if partial and not len(events) and not len(negatives):
+            continue
         cache_bytes = n * size[0] * size[1]
         frames = frame_cache(workspace, g, size) if config.frame_cache and cache_bytes <= FRAME_CACHE_LIMIT else None
         if frames is not None:
             n = len(frames)
         annotations = [{"position": str(frame_to_ms(r["frame"])), "label": r["label"], "team": r["team"],
                         "visibility": r["visibility"]} for r in labels]
-        out.append(GameData(g["id"], g["url_local"], n, frames, g["video_path"], events, negatives, annotations))
+        out.append(GameData(g["id"], g["url_local"], n, frames, g["video_path"], events, negatives, annotations,
+                            partial))
     return out
 
 
@@ -199,15 +234,23 @@ def sample_epoch(games: list[GameData], config: TrainConfig, rng: np.random.Gene
         gi = int(rng.integers(len(games)))
         g = games[gi]
         r = rng.random()
-        if r < config.near_event_p and len(g.events):
+        if g.partial:  # only around what was reviewed: its events, else its rejected predictions
+            kind = "event" if len(g.events) and (not len(g.negatives) or r < 0.5) else "negative"
+        elif r < config.near_event_p and len(g.events):
+            kind = "event"
+        elif r < config.near_event_p + (1 - config.near_event_p) * config.hard_negative_p and len(g.negatives):
+            kind = "negative"
+        else:
+            kind = "random"
+        if kind == "event":
             p = weights[g.events[:, 1]]
             e = g.events[rng.choice(len(g.events), p=p / p.sum())]
             centre = int(e[0]) + int(rng.integers(-config.near_window, config.near_window + 1))
-            why = "event"
-        elif r < config.near_event_p + (1 - config.near_event_p) * config.hard_negative_p and len(g.negatives):
-            centre, why = int(g.negatives[rng.integers(len(g.negatives))]), "negative"
+        elif kind == "negative":
+            centre = int(g.negatives[rng.integers(len(g.negatives))])
         else:
-            centre, why = int(rng.integers(g.n_frames)), "random"
+            centre = int(rng.integers(g.n_frames))
+        why = kind
         out.append((gi, int(np.clip(centre, 0, g.n_frames - 1)), why))
     return out
 
@@ -326,9 +369,15 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
+    if init is not None:
+        # Fine-tuning keeps the architecture of the model it starts from; the config brings
+        # the schedule, sampling and augmentations.
+        from core.model import load_config
+        config.model = load_config(init)
     if world > 1 and rank != 0:
         dist.barrier()  # rank 0 builds the frame caches first; the others then open them
-    train_games = load_games(store, workspace, config.train_splits, config)
+    train_games = load_games(store, workspace, config.train_splits, config, config.train_games,
+                             reviewed=config.reviewed_games)
     if world > 1 and rank == 0:
         dist.barrier()
     if not train_games or not any(len(g.events) for g in train_games):
@@ -336,6 +385,9 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     valid_games = load_games(store, workspace, config.valid_splits, config) if rank == 0 else []
     fingerprint = store.label_fingerprint([g.game_id for g in train_games])
 
+    out = Path(out)
+    if config.pretrain.steps and init is None and not config.model.pretrained_weights:
+        config.model.pretrained_weights = _pretrained_encoder(config, store, workspace, out, rank, world, progress)
     model = BallActionModel(config.model)
     if init is not None:
         from core.model import load as load_model
@@ -344,7 +396,15 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     if device.type == "cuda":  # the 2D encoder only: the 3D part's weights are 5-D
         model.encoder.to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=config.ema)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    frozen = config.encoder_lr_scale == 0
+    if frozen:
+        model.encoder.requires_grad_(False)
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in encoder_ids and p.requires_grad]}]
+    if not frozen:
+        groups.append({"params": [p for p in model.encoder.parameters() if p.requires_grad],
+                       "lr": config.lr * config.encoder_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, config.samples_per_epoch // (config.batch * world))
     total = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -353,10 +413,9 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     if config.compile:
         net = torch.compile(net)
 
-    out = Path(out)
     checkpoint = out / "checkpoint.pt"
     history: list[dict] = []
-    start_epoch, best = 0, -1.0
+    start_epoch, best = 0, -math.inf
     if resume:
         if not checkpoint.is_file():
             raise BallspotError(f"{out}: no checkpoint to resume from")
@@ -380,7 +439,9 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
             batch_size=config.batch, shuffle=False, num_workers=config.workers, drop_last=True,
             persistent_workers=False)
         net.train()
-        t0, seen, running = time.perf_counter(), 0, 0.0
+        if frozen:
+            model.encoder.eval()  # keep the pretrained batch-norm statistics
+        t0, seen, running, running_class = time.perf_counter(), 0, 0.0, 0.0
         for step, (frames, y, team, mask) in enumerate(loader):
             if step >= steps_per_epoch:
                 break
@@ -398,6 +459,7 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
             ema.update(model)
             seen += len(frames)
             running += float(total_loss.detach())
+            running_class += float(loss.detach())
             if rank == 0 and progress is not None and step % 10 == 0:
                 progress({"epoch": epoch + 1, "step": step + 1, "steps": steps_per_epoch,
                           "loss": float(total_loss.detach()), "lr": scheduler.get_last_lr()[0]})
@@ -410,9 +472,13 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
                     dist.broadcast(buffer, src=0)
             dist.barrier()
         if rank == 0:
-            metrics = validate(ema.module, valid_games, config, device)
+            validating = (epoch + 1) % max(1, config.valid_every) == 0 or epoch + 1 == config.epochs
+            metrics = validate(ema.module, valid_games if validating else [], config, device)
             score = metrics["mAP@1"] if metrics["mAP@1"] is not None else -running
-            record = {"epoch": epoch + 1, "loss": running / max(1, step + 1), "lr": scheduler.get_last_lr()[0],
+            if not validating:
+                score = -math.inf
+            record = {"epoch": epoch + 1, "loss": running / max(1, step + 1),
+                      "class_loss": running_class / max(1, step + 1), "lr": scheduler.get_last_lr()[0],
                       "samples_per_s": seen * world / max(elapsed, 1e-9), "valid_map": metrics["mAP@1"],
                       "per_class": metrics["per_class"]}
             history.append(record)
@@ -455,6 +521,23 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         dist.barrier()
         dist.destroy_process_group()
     return registered
+
+
+def _pretrained_encoder(config: TrainConfig, store: Store, workspace: Workspace, out: Path, rank: int, world: int,
+                        progress: Progress | None) -> str | None:
+    """Rank 0 pretrains the encoder on the training games' synthetic sidecars (once per run
+    folder, so a resumed run reuses it); None when no training game has a sidecar."""
+    path = out / "encoder.safetensors"
+    if rank == 0 and not path.is_file():
+        try:
+            pretrain(config.model, config.pretrain, store, workspace, config.train_splits, path, seed=config.seed,
+                     progress=(lambda r: progress({"phase": "pretrain", **r})) if progress else None)
+        except NoSidecarError as exc:
+            if progress is not None:
+                progress({"phase": "pretrain", "skipped": str(exc)})
+    if world > 1:
+        dist.barrier()
+    return str(path) if path.is_file() else None
 
 
 def _next_version(store: Store) -> str:

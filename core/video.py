@@ -124,6 +124,16 @@ def probe(path: str | Path) -> VideoInfo:
 # --------------------------------------------------------------------------- reading frames
 
 
+def fit_geometry(src: tuple[int, int], size: tuple[int, int]) -> tuple[float, int, int, int, int]:
+    """How ``fit`` maps a (height, width) frame into ``size``: scale, resized height and width,
+    top and left padding. A pixel (u, v) of the source lands at (u * scale + left, v * scale + top)."""
+    h, w = src
+    th, tw = size
+    scale = min(th / h, tw / w)
+    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    return scale, nh, nw, (th - nh) // 2, (tw - nw) // 2
+
+
 def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a grey frame to fit (height, width) keeping its aspect, padded evenly with black.
 
@@ -133,14 +143,12 @@ def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     th, tw = size
     if (h, w) == (th, tw):
         return np.ascontiguousarray(frame)
-    scale = min(th / h, tw / w)
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    scale, nh, nw, top, left = fit_geometry((h, w), size)
     resized = frame if (nh, nw) == (h, w) else \
         cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     if (nh, nw) == (th, tw):
         return resized
     out = np.empty((th, tw), frame.dtype)
-    top, left = (th - nh) // 2, (tw - nw) // 2
     out[:top], out[top + nh:], out[:, :left], out[:, left + nw:] = 0, 0, 0, 0
     out[top:top + nh, left:left + nw] = resized
     return out

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Learnability on the CPU: does ``cpu_small.yaml`` learn to spot on held-out synthetic games?
+
+Renders (once, cached in ``--data``) synthetic training games and a held-out validation game
+with other seeds, imports them into a fresh workspace, then runs the ordinary training
+(encoder pretraining on the games' sidecars, then training with validation each epoch) and
+prints the curve per epoch, the per-class table of the best epoch and the wall time.
+Target: validation mAP@1 >= 0.6 within 20 minutes on 2 cores.
+
+    python bench/learn.py [--config core/configs/cpu_small.yaml] [--train-games 6] [--minutes 10]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.ingest import import_source  # noqa: E402
+from core.labels import CLASSES  # noqa: E402
+from core.store import Store  # noqa: E402
+from core.synth import SynthConfig, generate_game  # noqa: E402
+from core.train import TrainConfig, train  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
+
+TARGET_MAP, TARGET_MINUTES = 0.6, 20.0
+
+
+def render(out: Path, seed: int, games: int, minutes: float, size: tuple[int, int]) -> None:
+    for k in range(games):
+        config = SynthConfig(minutes=minutes, seed=seed, width=size[0], height=size[1], ball_scale=3, exact=False)
+        folder = out / "synthetic" / f"seed-{seed}"
+        if not any(folder.glob(f"{k + 1:02d} - */*.mp4")):
+            t = time.perf_counter()
+            generate_game(out, config, index=k)
+            print(f"rendered seed {seed} game {k + 1}: {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "core" / "configs" / "cpu_small.yaml"))
+    parser.add_argument("--data", default="/tmp/ballspot-bench-learn", help="cache of rendered games")
+    parser.add_argument("--train-games", type=int, default=6)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--size", default="320x180")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--export", help="copy the trained model folder here (how assets/demo-model is made)")
+    args = parser.parse_args()
+    data = Path(args.data)
+    size = tuple(int(v) for v in args.size.split("x"))
+    render(data / "train", 51, args.train_games, args.minutes, size)
+    render(data / "valid", 52, 1, args.minutes, size)
+
+    ws_root = data / "ws"
+    shutil.rmtree(ws_root, ignore_errors=True)
+    ws = Workspace.at(ws_root).ensure()
+    store = Store.open(ws)
+    import_source(store, data / "train", workspace=ws, split="train")
+    import_source(store, data / "valid", workspace=ws, split="valid")
+    config = TrainConfig.load(args.config, epochs=args.epochs)
+    print(f"config {args.config}: {config.model.encoder} at {config.model.input_size}, {config.epochs} epochs x "
+          f"{config.samples_per_epoch} samples, pretraining {config.pretrain.steps} steps", flush=True)
+    t0 = time.perf_counter()
+
+    def progress(r: dict) -> None:
+        if r.get("phase") == "pretrain" and r.get("step") == r.get("steps"):
+            print(f"pretraining: {r['seconds']:.0f} s, ball cell found {r['ball_cell_accuracy']:.0%}", flush=True)
+        elif "valid_map" in r:
+            vm = "   -  " if r["valid_map"] is None else f"{r['valid_map']:.4f}"
+            print(f"epoch {r['epoch']:3d}  loss {r['loss']:.4f}  valid mAP@1 {vm}  "
+                  f"{r['samples_per_s']:.0f} samples/s  {time.perf_counter() - t0:6.0f} s", flush=True)
+
+    row = train(config, store, ws, out=ws.runs_dir / "learn", progress=progress)
+    minutes = (time.perf_counter() - t0) / 60
+    metrics = json.loads(row["metrics"])
+    print("\nper class (best epoch):")
+    for name in CLASSES:
+        print(f"  {name:28s} {metrics['per_class'].get(name, 0.0):.3f}")
+    best = metrics["valid_map@1"]
+    print(f"\nbest valid mAP@1 {best:.4f} (target {TARGET_MAP}); {minutes:.1f} min (limit {TARGET_MINUTES:.0f}); "
+          f"{'MET' if best >= TARGET_MAP and minutes <= TARGET_MINUTES else 'NOT MET'}")
+    if args.export:
+        target = Path(args.export)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(row["path"], target)
+        print(f"model copied to {target}")
+
+
+if __name__ == "__main__":
+    main()

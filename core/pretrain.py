@@ -1,0 +1,175 @@
+"""Pretraining the 2D encoder on synthetic games: where is the ball, where are the players.
+
+Why: the seed starts its encoder from ImageNet weights. Offline there are none, and learning
+to find a 3-pixel ball from event labels alone is slow on a CPU. Synthetic games carry a
+sidecar (``positions.npz``) with the ball's and the players' drawn pixels on every frame, so
+the encoder can first learn, densely and cheaply, the features spotting depends on: the
+ball's cell on the feature map, its height and motion, and which cells hold home or away
+players. The result is an encoder weights file that ``ModelConfig.pretrained_weights`` takes
+exactly as it takes ImageNet weights.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from core.errors import BallspotError
+from core.model import BallActionModel, ModelConfig, normalise
+from core.store import Store
+from core.synth import SIDECAR
+from core.video import fit_geometry
+from core.workspace import Workspace
+
+
+class NoSidecarError(BallspotError):
+    """No training game carries a synthetic sidecar: there is nothing to pretrain on."""
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 600
+    batch: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    #: Loss weights of the player-presence maps and the ball's height/motion regression.
+    players_weight: float = 0.5
+    motion_weight: float = 0.5
+
+
+@dataclass
+class Sidecar:
+    """One game's per-frame targets in model-input pixels."""
+
+    ball: np.ndarray  # (N, 2) u, v
+    height: np.ndarray  # (N,) metres above the grass
+    players: np.ndarray  # (N, 22, 2) feet u, v of the 22 players
+    team: np.ndarray  # (22,) 0 home, 1 away
+
+
+def load_sidecar(path: Path, size: tuple[int, int]) -> Sidecar:
+    """Read ``positions.npz`` and map its pixels into the fitted model input of ``size``."""
+    try:
+        z = np.load(path)
+        w, h = int(z["width"]), int(z["height"])
+        scale, _, _, top, left = fit_geometry((h, w), size)
+        shift = np.array([left, top], np.float32)
+        ball = z["ball_px"][:, :2] * scale + shift
+        players = z["players_px"][:, :22] * scale + shift
+        return Sidecar(ball.astype(np.float32), z["ball"][:, 2].astype(np.float32), players.astype(np.float32),
+                       z["team"][:22].astype(np.int64))
+    except (OSError, KeyError, ValueError) as exc:
+        raise BallspotError(f"{path}: not a synthetic sidecar ({exc})") from None
+
+
+class PretrainNet(nn.Module):
+    """The ball-action model's encoder and projection with a dense 1x1 head:
+    channel 0 ball logits, 1-2 home/away presence, 3-5 ball height and motion (u, v)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        model = BallActionModel(config)
+        self.encoder, self.proj = model.encoder, model.proj
+        self.head = nn.Conv2d(config.proj_channels, 6, 1)
+
+    def forward(self, stacks: torch.Tensor) -> torch.Tensor:
+        return self.head(self.proj(self.encoder(stacks)[-1]))
+
+
+def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int, grid: tuple[int, int],
+           rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+    """Stacks centred on random frames, with cell targets on the (gh, gw) feature grid."""
+    gh, gw = grid
+    h, w = config.input_size
+    sy, sx = h / gh, w / gw
+    half = config.stack // 2
+    x = np.empty((n, config.stack, h, w), np.uint8)
+    ball_cell = np.full(n, -1, np.int64)
+    motion = np.zeros((n, 3), np.float32)
+    presence = np.zeros((n, 2, gh, gw), np.float32)
+    for k in range(n):
+        frames, side = games[int(rng.integers(len(games)))]
+        i = int(rng.integers(config.frame_step * half, len(frames) - config.frame_step * half))
+        idx = i + config.frame_step * (np.arange(config.stack) - half)
+        clip = frames[idx]
+        u, v = side.ball[i]
+        pu, pv = side.players[i, :, 0].copy(), side.players[i, :, 1]
+        flip = rng.random() < 0.5
+        if flip:
+            clip = clip[:, :, ::-1]
+            u, pu = w - 1 - u, w - 1 - pu
+        gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-15, 15)
+        x[k] = np.clip(clip.astype(np.float32) * gain + bias, 0, 255)
+        if 0 <= u < w and 0 <= v < h:
+            ball_cell[k] = int(v // sy) * gw + int(u // sx)
+            du, dv = (side.ball[idx[-1]] - side.ball[idx[0]]) / np.array([sx, sy])
+            motion[k] = (side.height[i] / 4.0, -du if flip else du, dv)
+        inside = (pu >= 0) & (pu < w) & (pv >= 0) & (pv < h)
+        for t in (0, 1):
+            m = inside & (side.team == t)
+            presence[k, t, (pv[m] // sy).astype(int), (pu[m] // sx).astype(int)] = 1.0
+    return (torch.from_numpy(x), torch.from_numpy(ball_cell), torch.from_numpy(motion), torch.from_numpy(presence))
+
+
+def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, workspace: Workspace,
+             splits: list[str], out: Path, seed: int = 0,
+             progress: Callable[[dict], None] | None = None) -> Path:
+    """Pretrain the encoder on the synthetic games of ``splits``; write ``out`` (safetensors)."""
+    from core.train import TrainConfig, load_games  # the same frame cache as training
+
+    size = tuple(model_config.input_size)
+    games = []
+    for g in load_games(store, workspace, splits, TrainConfig(model=model_config)):
+        sidecar = Path(g.video).parent / SIDECAR
+        if g.frames is None or not sidecar.is_file():
+            continue
+        side = load_sidecar(sidecar, size)
+        n = min(len(g.frames), len(side.ball))
+        if n > 4 * model_config.frame_step * model_config.stack:
+            games.append((g.frames[:n], side))
+    if not games:
+        raise NoSidecarError(f"no synthetic game with a {SIDECAR} sidecar in splits {splits}; "
+                             "the encoder starts from its configured weights")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = PretrainNet(model_config)
+    with torch.no_grad():
+        grid = tuple(net(torch.zeros(1, model_config.stack, *size)).shape[-2:])
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps, pct_start=0.1)
+    net.train()
+    t0 = time.perf_counter()
+    for step in range(config.steps):
+        x, cell, motion, presence = _batch(games, model_config, config.batch, grid, rng)
+        out_map = net(normalise(x))
+        b = out_map.shape[0]
+        seen = cell >= 0
+        flat = out_map[:, 0].reshape(b, -1)
+        ball_loss = F.cross_entropy(flat[seen], cell[seen]) if seen.any() else flat.sum() * 0
+        players_loss = F.binary_cross_entropy_with_logits(out_map[:, 1:3], presence)
+        at = out_map[:, 3:6].reshape(b, 3, -1)[seen, :, cell[seen]] if seen.any() else None
+        motion_loss = F.smooth_l1_loss(at, motion[seen]) if at is not None else flat.sum() * 0
+        loss = ball_loss + config.players_weight * players_loss + config.motion_weight * motion_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if progress is not None and (step % 20 == 0 or step == config.steps - 1):
+            with torch.no_grad():
+                hit = (flat[seen].argmax(1) == cell[seen]).float().mean().item() if seen.any() else 0.0
+            progress({"step": step + 1, "steps": config.steps, "loss": float(loss.detach()), "ball_loss": float(ball_loss.detach()),
+                      "ball_cell_accuracy": hit, "seconds": time.perf_counter() - t0})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    save_file({k: v.detach().contiguous() for k, v in net.encoder.state_dict().items()}, str(tmp))
+    tmp.replace(out)
+    return out
