@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from core.errors import BallspotError
@@ -142,7 +143,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import json
     import os
-    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -165,7 +165,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar = tqdm(total=config.epochs, unit="epoch", desc="train", file=sys.stderr, disable=rank != 0)
 
     def progress(record: dict) -> None:
-        if "valid_map" in record:
+        if record.get("phase") == "pretrain":
+            if "skipped" in record:
+                bar.write(f"pretraining skipped: {record['skipped']}")
+            else:
+                bar.set_postfix_str(f"pretrain {record['step']}/{record['steps']} ball found "
+                                    f"{record['ball_cell_accuracy']:.0%}", refresh=True)
+        elif "valid_map" in record:
             bar.update(1)
             vm = record["valid_map"]
             bar.write(f"epoch {record['epoch']}: loss {record['loss']:.4f}  valid mAP@1 "
@@ -219,10 +225,103 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_app(args: argparse.Namespace) -> int:
-    from app.main import launch_app
+def cmd_queue(args: argparse.Namespace) -> int:
+    """What to review next, most useful first, with the reasons."""
+    import json
 
-    launch_app(Workspace.at(args.workspace), host=args.host, port=args.port, auth=args.auth)
+    from core.active import review_queue
+    from core.versions import active_version
+
+    ws = Workspace.at(args.workspace)
+    with _store(args) as store:
+        version = args.model or active_version(store)
+        games = [store.game(g)["id"] for g in args.game] if args.game else None
+        items = review_queue(store, ws, version, games=games, limit=args.limit)
+    if args.json:
+        print(json.dumps([it.as_dict() for it in items], indent=2))
+        return 0
+    print(f"Review queue of model {version or '(none)'}: {len(items)} item(s)")
+    for it in items:
+        conf = "" if it.confidence is None else f" {it.confidence:.2f}"
+        print(f"{it.priority:4.2f}  {it.kind:11s} {it.game}  {it.as_dict()['clock']}  {it.label} "
+              f"{it.team or ''}{conf}  - {'; '.join(it.reasons)}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """Fine-tune the active model on everything reviewed, in the foreground (the app runs the
+    same as a background job)."""
+    from tqdm import tqdm
+
+    from core.jobs import RetrainParams, retrain
+
+    ws = Workspace.at(args.workspace)
+    params = RetrainParams(config=args.config, epochs=args.epochs, gpus=args.gpus, games=args.game,
+                           auto_activate=not args.no_activate, author=args.author)
+    with _store(args) as store, tqdm(total=1000, desc="retrain", file=sys.stderr) as bar:
+        def report(fraction: float, message: str) -> None:
+            bar.update(round(1000 * fraction) - bar.n)
+            bar.set_postfix_str(message[:80], refresh=True)
+
+        result = retrain(store, ws, params, report)
+    print(result["summary"])
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from core.jobs import cancel, refresh
+
+    ws = Workspace.at(args.workspace)
+    with _store(args) as store:
+        if args.cancel:
+            cancel(store, args.cancel)
+        jobs = refresh(store, ws, start=args.start)
+    for j in jobs:
+        print(f"job {j['id']:3d}  {j['kind']:8s} {j['status']:9s} {100 * j['progress']:5.1f}%  "
+              f"{j['error'] or j['message']}")
+    return 0
+
+
+def cmd_job_run(args: argparse.Namespace) -> int:
+    from core.jobs import refresh, run_job
+
+    ws = Workspace.at(args.workspace)
+    with _store(args) as store:
+        job = run_job(store, ws, args.job)
+        refresh(store, ws)  # hand over to the next queued job, whether or not a page is open
+    return 0 if job["status"] in ("done", "cancelled") else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the demo workspace (synthetic games, the demo model, its predictions)."""
+    from tqdm import tqdm
+
+    from core.demo import build_demo
+
+    ws = Workspace.at(args.workspace).ensure()
+    with _store(args) as store, tqdm(total=100, unit="%", desc="demo", file=sys.stderr) as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.set_description_str(message)
+            bar.update(round(100 * fraction) - bar.n)
+
+        result = build_demo(store, ws, progress=progress)
+    print(f"Demo ready in {ws.root}: {len(result['games'])} games, {result['predictions']} predictions of model "
+          f"{result['model']}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from app.main import check_host, launch_app
+    from core.demo import is_empty
+
+    check_host(args.host, args.auth)
+    ws = Workspace.at(args.workspace).ensure()
+    with _store(args) as store:
+        empty = is_empty(store)
+    if empty and not args.no_demo:
+        print(f"{ws.root} is empty: building the demo workspace first (about 2 minutes; --no-demo skips it)")
+        cmd_demo(args)
+    launch_app(ws, host=args.host, port=args.port, auth=args.auth)
     return 0
 
 
@@ -239,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address the app listens on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login")
+    parser.add_argument("--no-demo", action="store_true", help="start on an empty workspace without building the demo")
     parser.set_defaults(func=cmd_app)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -297,6 +397,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--team", action="store_true", help="also Team mAP (class and team must match)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("queue", parents=[common], help="what to review next (uncertain, missed, inconsistent)")
+    p.add_argument("--model", metavar="VERSION", help="model version (default: the active one)")
+    p.add_argument("--game", action="append", metavar="URL_LOCAL", help="only this game (repeatable)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queue)
+
+    p = sub.add_parser("retrain", parents=[common], help="fine-tune the active model on all reviewed labels")
+    p.add_argument("--config", default=str(Path(__file__).resolve().parent / "core" / "configs" / "cpu_small.yaml"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--gpus", type=int, default=1, help="more than 1: torchrun on this machine's GPUs")
+    p.add_argument("--game", action="append", metavar="URL_LOCAL", help="train on these games only (repeatable)")
+    p.add_argument("--no-activate", action="store_true", help="do not make the new version active")
+    p.add_argument("--author", default=None)
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("jobs", parents=[common], help="background jobs: list, cancel, start the next queued")
+    p.add_argument("--cancel", type=int, metavar="ID")
+    p.add_argument("--start", action="store_true", help="start the next queued job if none runs")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("job-run", parents=[common], help=argparse.SUPPRESS)
+    p.add_argument("job", type=int)
+    p.set_defaults(func=cmd_job_run)
+
+    p = sub.add_parser("demo", parents=[common], help="build the demo workspace (synthetic games, demo model)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("games", parents=[common], help="list the workspace's games")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")

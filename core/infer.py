@@ -52,6 +52,8 @@ class GameScores:
 
     scores: np.ndarray  # (N, K) float32
     team: np.ndarray  # (N, K) float32
+    #: |unflipped - flipped| class probability per frame (TTA only): where the model doubts.
+    flip_gap: np.ndarray | None = None
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -92,14 +94,14 @@ def _views(x: torch.Tensor, tta: bool) -> torch.Tensor:
 
 
 def _combine(model: BallActionModel, logits: torch.Tensor, team: torch.Tensor, n: int,
-             tta: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities, averaged over the two views. A flip swaps left and right, so in side
-    mode the flipped view's team probability is read the other way round."""
+             tta: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Probabilities, averaged over the two views, and the views' disagreement. A flip swaps
+    left and right, so in side mode the flipped view's team probability is read the other way round."""
     p, q = torch.sigmoid(logits.float()), torch.sigmoid(team.float())
     if not tta:
-        return p, q
+        return p, q, None
     q_flip = 1 - q[n:] if model.config.team_mode == "side" else q[n:]
-    return (p[:n] + p[n:]) / 2, (q[:n] + q_flip) / 2
+    return (p[:n] + p[n:]) / 2, (q[:n] + q_flip) / 2, (p[:n] - p[n:]).abs()
 
 
 @torch.inference_mode()
@@ -116,7 +118,7 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=cfg.amp and device.type == "cuda")
     buf = _Frames(frames)
     cache: dict[int, torch.Tensor] = {}
-    scores, teams = [], []
+    scores, teams, gaps = [], [], []
     t = 0
     while True:
         # Read ahead far enough for every window of the batch (or to the end of the video).
@@ -142,9 +144,11 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
         stacked = torch.stack([torch.stack([cache[w + o][v] for o in offsets]) for v in range(views) for w in batch])
         with autocast:
             logits, team = model.forward_head(stacked)
-        p, q = _combine(model, logits, team, len(batch), cfg.tta)
+        p, q, gap = _combine(model, logits, team, len(batch), cfg.tta)
         scores.append(p.cpu().numpy())
         teams.append(q.cpu().numpy())
+        if gap is not None:
+            gaps.append(gap.cpu().numpy())
         t = batch[-1] + 1
         oldest = t + offsets[0]
         for f in [f for f in cache if f < oldest]:
@@ -153,7 +157,8 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
         if progress is not None:
             progress(t, max(total, buf.read))
     empty = np.zeros((0, mc.num_classes), np.float32)
-    return GameScores(np.concatenate(scores) if scores else empty, np.concatenate(teams) if teams else empty)
+    return GameScores(np.concatenate(scores) if scores else empty, np.concatenate(teams) if teams else empty,
+                      np.concatenate(gaps) if gaps else None)
 
 
 @torch.inference_mode()
@@ -166,15 +171,23 @@ def frame_scores_uncached(model: BallActionModel, frames: np.ndarray, config: In
     n = len(frames)
     half = mc.frames // 2
     index = np.clip(np.arange(n)[:, None] + mc.frame_step * (np.arange(mc.frames)[None] - half), 0, n - 1)
-    scores, teams = [], []
+    scores, teams, gaps = [], [], []
     for s in range(0, n, cfg.batch):
         x = normalise(torch.from_numpy(frames[index[s:s + cfg.batch]]).to(device))
         b = len(x)
         logits, team = model(_views(x, cfg.tta))
-        p, q = _combine(model, logits, team, b, cfg.tta)
+        p, q, gap = _combine(model, logits, team, b, cfg.tta)
         scores.append(p.cpu().numpy())
         teams.append(q.cpu().numpy())
-    return GameScores(np.concatenate(scores), np.concatenate(teams))
+        if gap is not None:
+            gaps.append(gap.cpu().numpy())
+    return GameScores(np.concatenate(scores), np.concatenate(teams), np.concatenate(gaps) if gaps else None)
+
+
+def smooth(curve: np.ndarray, config: InferConfig) -> np.ndarray:
+    """A class's score curve as the event picker sees it (Gaussian, ``config.sigma`` frames)."""
+    curve = np.asarray(curve, np.float64)
+    return gaussian_filter1d(curve, config.sigma, mode="constant") if config.sigma > 0 else curve
 
 
 def events_from_scores(result: GameScores, config: InferConfig | None = None,
@@ -184,8 +197,7 @@ def events_from_scores(result: GameScores, config: InferConfig | None = None,
     teams = TEAMS_ROLE if team_mode == "role" else TEAMS_SIDE
     events = []
     for c, label in enumerate(classes):
-        curve = gaussian_filter1d(result.scores[:, c].astype(np.float64), cfg.sigma, mode="constant") \
-            if cfg.sigma > 0 else result.scores[:, c]
+        curve = smooth(result.scores[:, c], cfg)
         peaks, props = find_peaks(curve, height=cfg.height, distance=max(1, cfg.distance))
         for frame, height in zip(peaks, props["peak_heights"]):
             lo, hi = max(0, frame - 2), frame + 3
@@ -212,11 +224,13 @@ def save_curves(path: str | Path, result: GameScores) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial.npz")
+    extra = {} if result.flip_gap is None else {"flip_gap": np.round(result.flip_gap * 255).astype(np.uint8)}
     np.savez_compressed(tmp, scores=np.round(result.scores * 255).astype(np.uint8),
-                        team=np.round(result.team * 255).astype(np.uint8))
+                        team=np.round(result.team * 255).astype(np.uint8), **extra)
     tmp.replace(path)
 
 
 def load_curves(path: str | Path) -> GameScores:
     data = np.load(path)
-    return GameScores(data["scores"].astype(np.float32) / 255, data["team"].astype(np.float32) / 255)
+    gap = data["flip_gap"].astype(np.float32) / 255 if "flip_gap" in data.files else None
+    return GameScores(data["scores"].astype(np.float32) / 255, data["team"].astype(np.float32) / 255, gap)

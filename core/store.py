@@ -544,6 +544,13 @@ class Store:
             })
             return self.model(version)
 
+    def set_model_metrics(self, version: str, metrics: dict) -> dict:
+        """Replace a version's metrics (e.g. once it has been scored on this workspace's games)."""
+        with self.transaction():
+            self.model(version)
+            self.conn.execute("UPDATE models SET metrics = ? WHERE version = ?", (json.dumps(metrics), version))
+            return self.model(version)
+
     def model(self, version: str) -> dict:
         row = self._one("SELECT * FROM models WHERE version = ?", (version,))
         if row is None:
@@ -596,38 +603,92 @@ class Store:
     def prediction(self, prediction_id: int) -> dict:
         return self._row("predictions", prediction_id)
 
-    def accept(self, prediction_id: int, *, reviewer: str | None = None, base_revision: int | None = None) -> dict:
-        """Accept a prediction: it becomes a label (source ``model``) unless that label exists already."""
+    def accept(self, prediction_id: int, *, reviewer: str | None = None, base_revision: int | None = None,
+               **corrections: Any) -> dict:
+        """Accept a prediction: it becomes a label (source ``model``) unless that label exists already.
+
+        ``corrections`` (frame, label, team) accept it corrected: the label gets those values
+        while the prediction keeps what the model said; one operation, so one undo step.
+        """
         p = self.prediction(prediction_id)
-        summary = f"accept {p['label']} {p['team']} at {clock(p['frame'])}"
+        target = self._accept_target(p, corrections)
+        fixed = "".join(f", {k} -> {v}" for k, v in corrections.items() if v != p[k])
+        summary = f"accept {p['label']} {p['team']} at {clock(p['frame'])}{fixed}"
         with self._operation("accept", p["game_id"], reviewer, summary):
-            p = self._update("predictions", prediction_id, {
-                "status": "accepted", "reviewer": reviewer, "reviewed": now(),
-            }, base_revision)
-            existing = self._one(
-                "SELECT * FROM labels WHERE game_id = ? AND frame = ? AND label = ? AND team = ?",
-                (p["game_id"], p["frame"], p["label"], p["team"]),
-            )
-            if existing is None:
-                stamp = now()
-                self._insert("labels", {
-                    "game_id": p["game_id"], "frame": p["frame"], "label": p["label"], "team": p["team"],
-                    "visibility": DEFAULT_VISIBILITY, "source": "model", "author": reviewer,
-                    "prediction_id": prediction_id, "created": stamp, "updated": stamp,
-                })
-            return p
+            return self._accept_row(prediction_id, reviewer, base_revision, target)
 
     def reject(self, prediction_id: int, *, reviewer: str | None = None, base_revision: int | None = None) -> dict:
         """Reject a prediction (a hard negative for training); removes the label its accept made."""
         p = self.prediction(prediction_id)
         summary = f"reject {p['label']} {p['team']} at {clock(p['frame'])}"
         with self._operation("reject", p["game_id"], reviewer, summary):
-            p = self._update("predictions", prediction_id, {
-                "status": "rejected", "reviewer": reviewer, "reviewed": now(),
-            }, base_revision)
-            for (lid,) in self.conn.execute("SELECT id FROM labels WHERE prediction_id = ?", (prediction_id,)).fetchall():
-                self._delete("labels", lid, None)
-            return p
+            return self._reject_row(prediction_id, reviewer, base_revision)
+
+    def carry_decisions(self, game: int | str, decisions: list[tuple[int, str, str | None, dict]],
+                        summary: str) -> int:
+        """Apply review decisions to a new prediction run in one operation (not undoable, like
+        the run itself): ``(prediction id, "accepted" | "rejected", reviewer, corrections)``."""
+        g = self.game(game)
+        targets = [(pid, status, who, self._accept_target(self.prediction(pid), fix) if status == "accepted" else None)
+                   for pid, status, who, fix in decisions]
+        with self._operation("carry", g["id"], None, summary):
+            for pid, status, who, target in targets:
+                if status == "accepted":
+                    self._accept_row(pid, who, None, target)
+                else:
+                    self._reject_row(pid, who, None)
+        return len(targets)
+
+    def _accept_target(self, p: dict, corrections: dict) -> dict:
+        unknown = set(corrections) - {"frame", "label", "team"}
+        if unknown:
+            raise BallspotError(f"cannot correct {', '.join(sorted(unknown))} of a prediction")
+        self._validate_label(self.game(p["game_id"]), corrections)
+        return {k: corrections.get(k, p[k]) for k in ("frame", "label", "team")}
+
+    def _accept_row(self, prediction_id: int, reviewer: str | None, base_revision: int | None, target: dict) -> dict:
+        p = self._update("predictions", prediction_id, {
+            "status": "accepted", "reviewer": reviewer, "reviewed": now(),
+        }, base_revision)
+        existing = self._one(
+            "SELECT * FROM labels WHERE game_id = ? AND frame = ? AND label = ? AND team = ?",
+            (p["game_id"], target["frame"], target["label"], target["team"]),
+        )
+        for (lid,) in self.conn.execute("SELECT id FROM labels WHERE prediction_id = ?", (prediction_id,)).fetchall():
+            if existing is None or lid != existing["id"]:
+                self._delete("labels", lid, None)  # accepted before with other corrections
+        if existing is None:
+            stamp = now()
+            self._insert("labels", {
+                "game_id": p["game_id"], **target,
+                "visibility": DEFAULT_VISIBILITY, "source": "model", "author": reviewer,
+                "prediction_id": prediction_id, "created": stamp, "updated": stamp,
+            })
+        return p
+
+    def _reject_row(self, prediction_id: int, reviewer: str | None, base_revision: int | None) -> dict:
+        p = self._update("predictions", prediction_id, {
+            "status": "rejected", "reviewer": reviewer, "reviewed": now(),
+        }, base_revision)
+        for (lid,) in self.conn.execute("SELECT id FROM labels WHERE prediction_id = ?", (prediction_id,)).fetchall():
+            self._delete("labels", lid, None)
+        return p
+
+    def transition_job(self, job_id: int, from_statuses: Iterable[str], **fields: Any) -> dict | None:
+        """Change a job only if it is still in one of ``from_statuses`` (atomically): the app's
+        timer, its buttons and the job's own process may race; the first transition wins."""
+        unknown = set(fields) - set(self._JOB_FIELDS)
+        if unknown:
+            raise BallspotError(f"jobs have no field {', '.join(sorted(unknown))}")
+        if "result" in fields and not isinstance(fields["result"], (str, type(None))):
+            fields["result"] = json.dumps(fields["result"])
+        allowed = list(from_statuses)
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        marks = ", ".join("?" for _ in allowed)
+        with self.transaction():
+            cur = self.conn.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND status IN ({marks})",
+                                    (*fields.values(), job_id, *allowed))
+            return self.job(job_id) if cur.rowcount else None
 
     # ----------------------------------------------------------------- undo / redo
 
@@ -734,6 +795,23 @@ class Store:
         else:
             fields = {k: v for k, v in want.items() if k not in ("id", "revision", "updated", "created")}
             self._update(table, row_id, fields, None)
+
+    def change_cursor(self) -> int:
+        """The id of the newest logged change: a client's position in the history."""
+        return (self._one("SELECT MAX(id) AS id FROM changes") or {}).get("id") or 0
+
+    def changes_since(self, game: int | str, cursor: int) -> tuple[dict[tuple[str, int], dict | None], int]:
+        """What changed in a game's labels and predictions after ``cursor``: the latest state of
+        each changed row (None if deleted), keyed by (table, id), and the new cursor. Lets a
+        client apply only deltas, including edits made elsewhere (another tab, the CLI)."""
+        gid = self._game_id(game)
+        rows = self._query(
+            "SELECT c.id, c.tbl, c.row_id, c.after FROM changes c JOIN actions a ON a.id = c.action_id "
+            "WHERE a.game_id = ? AND c.id > ? ORDER BY c.id", (gid, cursor))
+        latest: dict[tuple[str, int], dict | None] = {}
+        for r in rows:
+            latest[(r["tbl"], r["row_id"])] = json.loads(r["after"]) if r["after"] else None
+        return latest, max([cursor, *(r["id"] for r in rows)])
 
     def history(self, game: int | str | None = None, limit: int = 100) -> list[dict]:
         """The audit trail, newest first: operations with their row changes."""

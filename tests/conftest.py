@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -76,3 +81,46 @@ def make_game(root: Path, url_local: str, annotations: list[dict] | None, *, vid
     if video_frames is not None:
         make_video(folder / "224p.mp4", frames=video_frames)
     return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(workspace: Path, *extra: str):
+    """``launch.py`` serving ``workspace`` (no demo build) in a child process; yields its URL."""
+    port = free_port()
+    log = open(Path(workspace).parent / f"app-{port}.log", "wb")  # a file: a full pipe would block the app
+    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--workspace", str(workspace), "--port",
+                             str(port), "--no-demo", *extra], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "gradio_api/info", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(Path(log.name).read_text())
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("the app did not start in 120 s")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can see whether the test failed
+    (the browser tests save a screenshot then)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

@@ -1,45 +1,17 @@
 """The app's workspace screen through Gradio's own client, against a real server process."""
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
 
 import pytest
 
-from conftest import REAL_DATA, REAL_LABELS, ROOT, annotation, make_game
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import REAL_DATA, REAL_LABELS, annotation, make_game, running_app
 
 
 @pytest.fixture
 def app_url(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--workspace", str(tmp_path / "W"),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "gradio_api/info", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode())
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("the app did not start in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with running_app(tmp_path / "W") as url:
+        yield url
 
 
 def test_import_table_and_export_through_the_app(app_url, tmp_path):
@@ -61,7 +33,63 @@ def test_import_table_and_export_through_the_app(app_url, tmp_path):
     assert "unknown label 'PAS'" in log and "annotations[0]" in log
     assert len(table["data"]) == 5
 
-    path, message = client.predict([], "(labels)", api_name="/export")
+    path, message = client.predict([], "(labels)", False, api_name="/export")
     assert "Exported 5 game(s)" in message
     with zipfile.ZipFile(path) as zf:
         assert len(zf.namelist()) == 5
+
+
+def test_only_registered_videos_are_served_with_range_support(tmp_path):
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    from core.ingest import import_source
+    from core.store import Store
+    from core.workspace import Workspace
+
+    make_game(tmp_path / "src", "l/s/g", [annotation(3)], video_frames=40)
+    (tmp_path / "src" / "l" / "s" / "g" / "secret.txt").write_text("not for the browser")
+    ws = Workspace.at(tmp_path / "W").ensure()
+    with Store.open(ws) as store:
+        import_source(store, tmp_path / "src", workspace=ws, split="test")
+        video = store.games()[0]["video_path"]
+    with running_app(ws.root) as url:
+        req = urllib.request.Request(f"{url}gradio_api/file={quote(video)}", headers={"Range": "bytes=0-99"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 206 and len(resp.read()) == 100
+        for other in (ws.db_path, tmp_path / "src" / "l" / "s" / "g" / "secret.txt",
+                      tmp_path / "src" / "l" / "s" / "g" / "Labels-ball.json"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(f"{url}gradio_api/file={quote(str(other))}", timeout=10)
+            assert err.value.code in (403, 404), other
+
+
+def test_a_non_local_host_needs_a_login():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    done = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--host", "0.0.0.0", "--no-demo"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode != 0 and "--auth" in done.stderr
+
+
+def test_export_of_one_game_as_its_json_file(tmp_path):
+    import json
+
+    from gradio_client import Client
+
+    from core.ingest import import_source
+    from core.store import Store
+    from core.workspace import Workspace
+
+    make_game(tmp_path / "src", "l/s/g", [annotation(3), annotation(9, "GOAL", "away")])
+    ws = Workspace.at(tmp_path / "W").ensure()
+    with Store.open(ws) as store:
+        import_source(store, tmp_path / "src", workspace=ws, split="test")
+    with running_app(ws.root) as url:
+        path, message = Client(url, verbose=False).predict(["l/s/g"], "(labels)", True, api_name="/export")
+    assert path.endswith("Labels-ball.json") and "Exported" in message
+    doc = json.loads(open(path).read())
+    assert doc["UrlLocal"] == "l/s/g" and [a["label"] for a in doc["annotations"]] == ["PASS", "GOAL"]

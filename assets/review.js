@@ -1,0 +1,531 @@
+// Ballspot Studio review screen: player, timeline, event list, filmstrip and keyboard.
+// Runs as the js_on_load of one gr.HTML (app/review.py); talks to Python only through
+// `server.*` functions. The game's events arrive once; every edit returns only the rows it
+// changed (a delta from the store's change log), so an edit costs the same on a full match.
+const $ = (id) => element.querySelector('#' + id);
+const S = {
+  game: null, fps: 25, frames: 1, events: new Map(), list: [], cursorId: 0, version: null,
+  classes: [], colours: [], teams: ['home', 'away'], team: 'home', frame: 0, selected: null,
+  view: [0, 1], sort: ['frame', 1], curve: null, curveLabel: null, busy: 0, rowH: 24, openSeq: 0,
+};
+const video = $('player');
+const canvas = $('timeline-canvas');
+const markersEl = $('markers');
+const lanesEl = $('lanes');
+const eventsEl = $('events');
+const LANE_H = 16, SCORE_H = 36, AXIS_H = 14;
+const KEYS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '-', '='];
+
+function call(name, payload) { return server[name](payload); }
+function status(text, kind) {
+  const el = $('edit-status');
+  el.textContent = text;
+  el.dataset.kind = kind || 'info';
+}
+function clock(frame) {  // MM:SS.ff with ff the frame within the second, as core.labels.clock
+  const s = Math.floor(frame / S.fps), f = frame - s * S.fps;
+  return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}.${String(f).padStart(2, '0')}`;
+}
+function author() { return $('author').value.trim(); }
+
+// ------------------------------------------------------------------ games
+async function loadGames(keep) {
+  const games = await call('list_games', {});
+  const sel = $('game-select');
+  const current = keep ? sel.value : '';
+  sel.replaceChildren(...games.map(([name, id]) => {
+    const o = document.createElement('option');
+    o.value = String(id); o.textContent = name; return o;
+  }));
+  if (current && games.some(([, id]) => String(id) === current)) sel.value = current;
+  else if (localStorage.getItem('ballspot.game') && games.some(([, id]) => String(id) === localStorage.getItem('ballspot.game')))
+    sel.value = localStorage.getItem('ballspot.game');
+  if (!keep && sel.value) await openGame(Number(sel.value));
+}
+
+async function openGame(id) {
+  status('Opening…');
+  const t0 = performance.now();
+  const seq = ++S.openSeq;
+  const data = await call('open_game', { game: id });
+  if (seq !== S.openSeq) return;  // another game was chosen meanwhile
+  if (data.error) { status(data.error, 'error'); return; }
+  S.game = data.game; S.fps = data.game.fps; S.frames = data.game.frames; S.version = data.version;
+  S.classes = data.classes; S.colours = data.colours; S.teams = data.teams; S.cursorId = data.cursor;
+  S.events = new Map(data.events.map((e) => [e.id, e]));
+  S.selected = null; S.curve = null; S.curveLabel = null; S.visited = new Set();
+  if (!$('queue-panel').hidden) loadQueue();
+  localStorage.setItem('ballspot.game', String(id));
+  $('model-version').textContent = data.version ? `model ${data.version}` : 'no model yet';
+  fillFilters();
+  if (data.game.video) {
+    $('no-video').hidden = true;
+    video.src = data.video_url;
+  } else {
+    video.pause(); video.removeAttribute('src'); video.load(); $('no-video').hidden = false;
+  }
+  S.frame = 0; S.view = [0, S.frames];
+  refreshList(); drawTimeline(); showFrame();
+  $('filmstrip').replaceChildren(hint('Select an event to see the frames around it.'));
+  element.dataset.ready = '1';
+  element.dataset.openMs = String(Math.round(performance.now() - t0));
+  status(`${data.game.name}: ${S.events.size} events (${element.dataset.openMs} ms)`);
+}
+function hint(text) { const s = document.createElement('span'); s.className = 'bs-dim'; s.textContent = text; return s; }
+
+function fillFilters() {
+  const fc = $('filter-class');
+  if (fc.options.length <= 1) {
+    S.classes.forEach((c, i) => { const o = document.createElement('option'); o.value = c; o.textContent = `${KEYS[i]}  ${c}`; fc.append(o); });
+    const keys = $('class-keys');
+    keys.replaceChildren(...S.classes.map((c, i) => {
+      const s = document.createElement('span'); s.className = 'bs-key';
+      s.style.borderColor = S.colours[i]; s.textContent = `${KEYS[i]} ${c}`; return s;
+    }));
+  }
+  const ft = $('filter-team');
+  ft.replaceChildren(new Option('both teams', ''), ...S.teams.map((t) => new Option(t, t)));
+  const tt = $('team-toggle');
+  tt.querySelectorAll('button').forEach((b, i) => { b.dataset.team = S.teams[i]; b.textContent = S.teams[i]; });
+  setTeam(S.teams.includes(S.team) ? S.team : S.teams[0]);
+}
+function setTeam(team) {
+  S.team = team;
+  $('team-toggle').querySelectorAll('button').forEach((b) => b.classList.toggle('on', b.dataset.team === team));
+}
+
+// ------------------------------------------------------------------ filters, list
+function filters() {
+  return {
+    cls: $('filter-class').value, team: $('filter-team').value, source: $('filter-source').value,
+    status: $('filter-status').value, min: Number($('filter-min').value || 0), max: Number($('filter-max').value || 1),
+  };
+}
+function passes(e, f) {
+  if (f.cls && e.label !== f.cls) return false;
+  if (f.team && e.team !== f.team) return false;
+  if (f.source === 'label' && e.kind !== 'label') return false;
+  if (f.source === 'model' && e.kind !== 'prediction') return false;
+  if ((f.source === 'human' || f.source === 'imported') && (e.kind !== 'label' || e.source !== f.source)) return false;
+  if (f.status && e.status !== f.status) return false;
+  if (e.confidence !== null && (e.confidence < f.min || e.confidence > f.max)) return false;
+  return true;
+}
+function refreshList() {
+  const f = filters();
+  const [key, dir] = S.sort;
+  S.list = [...S.events.values()].filter((e) => passes(e, f));
+  S.list.sort((a, b) => {
+    const x = a[key] ?? -1, y = b[key] ?? -1;
+    return (x < y ? -dir : x > y ? dir : 0) || a.frame - b.frame || (a.id < b.id ? -1 : 1);
+  });
+  $('event-count').textContent = `${S.list.length} of ${S.events.size} events shown`;
+  eventsEl.querySelector('.bs-events-spacer').style.height = `${S.list.length * S.rowH}px`;
+  renderRows();
+}
+function renderRows() {
+  const top = eventsEl.scrollTop, h = eventsEl.clientHeight || 400;
+  const first = Math.max(0, Math.floor(top / S.rowH) - 5), last = Math.min(S.list.length, Math.ceil((top + h) / S.rowH) + 5);
+  eventsEl.querySelectorAll('.bs-row').forEach((r) => r.remove());
+  const frag = document.createDocumentFragment();
+  for (let i = first; i < last; i++) frag.append(row(S.list[i], i));
+  eventsEl.append(frag);
+}
+function row(e, i) {
+  const r = document.createElement('div');
+  r.className = `bs-row ${e.kind} st-${e.status}` + (e.id === S.selected ? ' selected' : '');
+  r.style.top = `${i * S.rowH}px`;
+  Object.assign(r.dataset, { id: e.id, frame: e.frame, label: e.label, status: e.status });
+  const t = document.createElement('span'); t.textContent = clock(e.frame); t.title = `frame ${e.frame}`;
+  const c = document.createElement('select');
+  S.classes.forEach((name) => c.append(new Option(name, name, false, name === e.label)));
+  c.style.borderLeftColor = S.colours[S.classes.indexOf(e.label)];
+  c.addEventListener('change', () => send({ op: 'relabel', id: e.id, label: c.value, revision: e.revision }));
+  const tm = document.createElement('button'); tm.type = 'button'; tm.textContent = e.team; tm.title = 'flip team (t)';
+  tm.addEventListener('click', (ev) => { ev.stopPropagation(); send({ op: 'team', id: e.id, revision: e.revision }); });
+  const src = document.createElement('span');
+  src.textContent = e.kind === 'prediction' ? `${e.model} ${e.status}` : e.source;
+  const conf = document.createElement('span'); conf.textContent = e.confidence === null ? '' : e.confidence.toFixed(2);
+  const act = document.createElement('span');
+  const mk = (text, title, payload) => {
+    const b = document.createElement('button'); b.type = 'button'; b.textContent = text; b.title = title;
+    b.addEventListener('click', (ev) => { ev.stopPropagation(); send(payload); }); return b;
+  };
+  if (e.kind === 'prediction') act.append(mk('acc', 'accept (a)', { op: 'accept', id: e.id, revision: e.revision }),
+    mk('rej', 'reject (r)', { op: 'reject', id: e.id, revision: e.revision }));
+  else act.append(mk('del', 'delete (Del)', { op: 'delete', id: e.id, revision: e.revision }));
+  r.append(t, c, tm, src, conf, act);
+  r.addEventListener('click', () => select(e.id, true));
+  return r;
+}
+eventsEl.addEventListener('scroll', () => requestAnimationFrame(renderRows));
+element.querySelectorAll('.bs-filters select, .bs-filters input').forEach((el) => el.addEventListener('change', () => {
+  refreshList(); drawTimeline();
+}));
+element.querySelectorAll('.bs-events-head [data-sort]').forEach((h) => h.addEventListener('click', () => {
+  S.sort = [h.dataset.sort, S.sort[0] === h.dataset.sort ? -S.sort[1] : 1]; refreshList();
+}));
+
+// ------------------------------------------------------------------ selection, seeking
+function select(id, seek) {
+  S.selected = id;
+  const e = S.events.get(id);
+  renderRows(); drawMarkers();
+  if (!e) { $('filmstrip').replaceChildren(hint('Select an event to see the frames around it.')); return; }
+  if (seek) seekFrame(e.frame);
+  const idx = S.list.indexOf(e);
+  if (idx >= 0) {
+    const top = idx * S.rowH;
+    if (top < eventsEl.scrollTop || top > eventsEl.scrollTop + eventsEl.clientHeight - S.rowH)
+      eventsEl.scrollTop = top - eventsEl.clientHeight / 2;
+  }
+  if (e.label !== S.curveLabel) loadCurve(e.label);
+  loadFilmstrip(e);
+}
+function seekFrame(frame) {
+  frame = Math.max(0, Math.min(S.frames - 1, Math.round(frame)));
+  S.frame = frame;
+  if (video.readyState > 0) video.currentTime = (frame + 0.5) / S.fps;  // inside the frame, not on its edge
+  const [a, b] = S.view;
+  if (frame < a || frame > b) { const span = b - a; S.view = clampView(frame - span / 2, frame + span / 2); drawTimeline(); }
+  showFrame();
+}
+function showFrame() {
+  $('frame-number').textContent = String(S.frame);
+  $('game-clock').textContent = clock(S.frame);
+  const [a, b] = S.view, w = lanesEl.clientWidth;
+  $('cursor').style.left = `${((S.frame - a) / (b - a)) * w}px`;
+  element.dataset.frame = String(S.frame);
+}
+function onFrame(_now, meta) {
+  if (!video.paused) {
+    S.frame = Math.min(S.frames - 1, Math.round(meta.mediaTime * S.fps));
+    const [a, b] = S.view;
+    if (S.frame > b) { S.view = clampView(S.frame - (b - a) * 0.1, S.frame + (b - a) * 0.9); drawTimeline(); }
+    showFrame();
+  }
+  video.requestVideoFrameCallback(onFrame);
+}
+if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(onFrame);
+else video.addEventListener('timeupdate', () => { if (!video.paused) { S.frame = Math.floor(video.currentTime * S.fps); showFrame(); } });
+video.addEventListener('play', () => { $('play-button').textContent = 'pause'; });
+video.addEventListener('pause', () => {
+  $('play-button').textContent = 'play';
+  S.frame = Math.min(S.frames - 1, Math.floor(video.currentTime * S.fps)); showFrame();
+});
+video.addEventListener('error', () => { $('video-state').textContent = 'video cannot be played'; });
+video.addEventListener('loadeddata', () => { $('video-state').textContent = ''; seekFrame(S.frame); });
+function togglePlay() { if (video.paused) video.play(); else video.pause(); }
+function step(n) { video.pause(); seekFrame(S.frame + n); }
+$('speed').addEventListener('change', () => { video.playbackRate = Number($('speed').value); });
+element.querySelectorAll('.bs-controls [data-act]').forEach((b) => b.addEventListener('click', () => {
+  ({ play: togglePlay, 'back-frame': () => step(-1), 'next-frame': () => step(1),
+     'back-second': () => step(-S.fps), 'next-second': () => step(S.fps) })[b.dataset.act]();
+}));
+
+// ------------------------------------------------------------------ timeline
+function clampView(a, b) {
+  const span = Math.max(S.fps * 4, Math.min(S.frames, b - a));
+  a = Math.max(0, Math.min(S.frames - span, a));
+  return [a, a + span];
+}
+function lanesHeight() { return S.classes.length * LANE_H + SCORE_H + AXIS_H; }
+function drawTimeline() {
+  const w = lanesEl.clientWidth || 800, h = lanesHeight(), dpr = window.devicePixelRatio || 1;
+  lanesEl.style.height = `${h}px`;
+  canvas.width = w * dpr; canvas.height = h * dpr; canvas.style.width = `${w}px`; canvas.style.height = `${h}px`;
+  const g = canvas.getContext('2d');
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const [a, b] = S.view, x = (f) => ((f - a) / (b - a)) * w;
+  S.classes.forEach((c, i) => {
+    g.fillStyle = i % 2 ? 'rgba(127,127,127,0.06)' : 'rgba(127,127,127,0.12)';
+    g.fillRect(0, i * LANE_H, w, LANE_H);
+    g.fillStyle = S.colours[i]; g.globalAlpha = 0.9; g.font = '10px sans-serif';
+    g.fillText(c, 4, i * LANE_H + 11); g.globalAlpha = 1;
+  });
+  // score lane: the model's confidence for one class, max over each pixel column
+  const sy = S.classes.length * LANE_H;
+  g.fillStyle = 'rgba(127,127,127,0.08)'; g.fillRect(0, sy, w, SCORE_H);
+  if (S.curve) {
+    const ci = S.classes.indexOf(S.curveLabel);
+    g.strokeStyle = S.colours[ci]; g.beginPath();
+    for (let px = 0; px < w; px++) {
+      const f0 = Math.floor(a + (px / w) * (b - a)), f1 = Math.max(f0 + 1, Math.floor(a + ((px + 1) / w) * (b - a)));
+      let m = 0;
+      for (let f = f0; f < f1 && f < S.curve.length; f++) if (S.curve[f] > m) m = S.curve[f];
+      const y = sy + SCORE_H - 2 - (m / 255) * (SCORE_H - 4);
+      px ? g.lineTo(px, y) : g.moveTo(px, y);
+    }
+    g.stroke();
+    g.fillStyle = S.colours[ci]; g.font = '10px sans-serif'; g.fillText(`score: ${S.curveLabel}`, 4, sy + 11);
+  } else {
+    g.fillStyle = '#888'; g.font = '10px sans-serif';
+    g.fillText(S.version ? 'score lane: select an event or a class filter' : 'score lane: no model scores', 4, sy + 11);
+  }
+  // axis
+  const ay = sy + SCORE_H, span = (b - a) / S.fps;
+  const stepS = [0.2, 1, 2, 5, 10, 30, 60, 120, 300, 600, 900].find((s) => span / s <= 12) || 1800;
+  g.fillStyle = '#888'; g.font = '10px sans-serif';
+  for (let s = Math.ceil(a / S.fps / stepS) * stepS; s * S.fps <= b; s += stepS) {
+    const px = x(s * S.fps); g.fillRect(px, ay, 1, 4); g.fillText(clock(Math.round(s * S.fps)).replace(/\.00$/, ''), px + 2, ay + 12);
+  }
+  $('timeline-span').textContent = `${clock(Math.round(a))} – ${clock(Math.round(b))}`;
+  drawMarkers(); showFrame();
+}
+function drawMarkers() {
+  const w = lanesEl.clientWidth || 800, [a, b] = S.view, f = filters();
+  const frag = document.createDocumentFragment();
+  const last = new Map();
+  let shown = 0;
+  const visible = [...S.events.values()].filter((e) => e.frame >= a && e.frame <= b && passes(e, f));
+  visible.sort((x, y) => x.frame - y.frame);  // edits append to the Map: order by frame for the pixel merge
+  for (const e of visible) {
+    const px = ((e.frame - a) / (b - a)) * w;
+    const lane = S.classes.indexOf(e.label);
+    const key = `${lane}/${e.kind}/${e.team}`;
+    if (e.id !== S.selected && last.has(key) && px - last.get(key) < 2) continue; // same pixel: one element
+    last.set(key, px);
+    const m = document.createElement('div');
+    const side = S.teams.indexOf(e.team) === 1 ? 'below' : 'above';
+    m.className = `bs-marker ${e.kind} st-${e.status} ${side}` + (e.id === S.selected ? ' selected' : '');
+    m.style.left = `${px}px`; m.style.top = `${lane * LANE_H + (side === 'above' ? 1 : 8)}px`;
+    m.style.setProperty('--c', S.colours[lane]);
+    Object.assign(m.dataset, { id: e.id, frame: e.frame, label: e.label, status: e.status });
+    m.title = `${e.label} ${e.team} ${clock(e.frame)} (frame ${e.frame}) ${e.kind === 'prediction' ? e.confidence.toFixed(2) + ' ' + e.status : e.source}`;
+    frag.append(m); shown++;
+  }
+  markersEl.replaceChildren(frag);
+}
+markersEl.addEventListener('click', (ev) => {
+  const m = ev.target.closest('.bs-marker');
+  if (m) { ev.stopPropagation(); select(m.dataset.id, true); }
+});
+let drag = null;
+lanesEl.addEventListener('mousedown', (ev) => { drag = { x: ev.clientX, view: S.view.slice(), moved: false }; });
+window.addEventListener('mousemove', (ev) => {
+  if (!drag) return;
+  const dx = ev.clientX - drag.x;
+  if (Math.abs(dx) > 3) drag.moved = true;
+  if (drag.moved) {
+    const per = (drag.view[1] - drag.view[0]) / lanesEl.clientWidth;
+    S.view = clampView(drag.view[0] - dx * per, drag.view[1] - dx * per); drawTimeline();
+  }
+});
+window.addEventListener('mouseup', (ev) => {
+  if (drag && !drag.moved && !ev.target.closest('.bs-marker') && lanesEl.contains(ev.target)) {
+    const r = lanesEl.getBoundingClientRect(), [a, b] = S.view;
+    video.pause(); seekFrame(a + ((ev.clientX - r.left) / r.width) * (b - a));
+  }
+  drag = null;
+});
+lanesEl.addEventListener('wheel', (ev) => {
+  ev.preventDefault();
+  const r = lanesEl.getBoundingClientRect(), [a, b] = S.view, at = a + ((ev.clientX - r.left) / r.width) * (b - a);
+  if (ev.shiftKey || Math.abs(ev.deltaX) > Math.abs(ev.deltaY)) {
+    const d = (ev.deltaX || ev.deltaY) * (b - a) / r.width; S.view = clampView(a + d, b + d);
+  } else zoom(ev.deltaY > 0 ? 1.25 : 0.8, at);
+  drawTimeline();
+}, { passive: false });
+function zoom(k, at) {
+  const [a, b] = S.view; at = at ?? S.frame;
+  S.view = clampView(at - (at - a) * k, at + (b - at) * k);
+}
+element.querySelectorAll('[data-zoom]').forEach((btn) => btn.addEventListener('click', () => {
+  const z = btn.dataset.zoom;
+  if (z === 'all') S.view = [0, S.frames]; else zoom(z === 'in' ? 0.5 : 2);
+  drawTimeline();
+}));
+new ResizeObserver(() => drawTimeline()).observe(lanesEl);
+
+async function loadCurve(label) {
+  S.curveLabel = label;
+  const seq = S.openSeq;
+  const b64 = S.game ? await call('score_curve', { game: S.game.id, label }) : null;
+  if (seq !== S.openSeq || label !== S.curveLabel) return;
+  S.curve = b64 ? Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0)) : null;
+  drawTimeline();
+}
+$('filter-class').addEventListener('change', () => { if ($('filter-class').value) loadCurve($('filter-class').value); });
+
+// ------------------------------------------------------------------ filmstrip
+let filmTimer = null;
+function loadFilmstrip(e) {
+  clearTimeout(filmTimer);
+  filmTimer = setTimeout(async () => {
+    if (!S.game || !S.game.video || S.selected !== e.id) return;
+    const seq = S.openSeq;
+    const frames = await call('filmstrip', { game: S.game.id, frame: e.frame });
+    if (S.selected !== e.id || seq !== S.openSeq) return;
+    if (frames.error) { $('filmstrip').replaceChildren(hint(frames.error)); return; }
+    $('filmstrip').replaceChildren(...frames.map((f) => {
+      const fig = document.createElement('figure');
+      fig.className = f.offset === 0 ? 'centre' : '';
+      fig.dataset.frame = f.frame;
+      const img = document.createElement('img'); img.src = f.src; img.alt = `frame ${f.frame}`;
+      const cap = document.createElement('figcaption');
+      cap.textContent = `${f.offset > 0 ? '+' : ''}${f.offset}  ${f.frame}`;
+      fig.append(img, cap);
+      fig.title = 'Move the event to this frame';
+      fig.addEventListener('click', () => {
+        const cur = S.events.get(S.selected);
+        if (cur && f.frame !== cur.frame) send({ op: 'move', id: cur.id, frame: f.frame, revision: cur.revision });
+      });
+      return fig;
+    }));
+  }, 120);
+}
+
+// ------------------------------------------------------------------ review queue
+S.queue = []; S.visited = new Set();
+async function loadQueue() {
+  if (!S.game) return [];
+  S.queue = await call('review_queue', { game: S.game.id });
+  const box = $('queue');
+  box.replaceChildren(...S.queue.map((it, i) => {
+    const r = document.createElement('div');
+    r.className = `bs-qitem ${it.kind}` + (S.visited.has(key(it)) ? ' visited' : '');
+    Object.assign(r.dataset, { index: i, frame: it.frame, label: it.label, kind: it.kind });
+    const head = document.createElement('div');
+    head.textContent = `${it.priority.toFixed(2)}  ${it.clock}  ${it.label}${it.team ? ' ' + it.team : ''}` +
+      (it.confidence === null ? '' : `  ${it.confidence.toFixed(2)}`) + `  · ${it.kind}`;
+    head.style.borderLeftColor = S.colours[S.classes.indexOf(it.label)];
+    const why = document.createElement('div'); why.className = 'bs-dim'; why.textContent = it.reasons.join('; ');
+    r.append(head, why);
+    r.addEventListener('click', () => goItem(it));
+    return r;
+  }));
+  if (!S.queue.length) box.replaceChildren(hint('Nothing to review here.'));
+  return S.queue;
+}
+function key(it) { return `${it.kind}:${it.event_id || ''}:${it.frame}:${it.label}`; }
+function goItem(it) {
+  S.visited.add(key(it));
+  video.pause();
+  if (it.label !== S.curveLabel) loadCurve(it.label);
+  if (it.event_id && S.events.has(it.event_id)) select(it.event_id, true);
+  else { select(null); seekFrame(it.frame); status(`${it.kind} at ${it.clock}: ${it.reasons.join('; ')}`); }
+  $('queue').querySelectorAll('.bs-qitem').forEach((r) => {
+    const q = S.queue[Number(r.dataset.index)];
+    r.classList.toggle('visited', S.visited.has(key(q)));
+    r.classList.toggle('current', q === it);
+  });
+}
+async function nextItem() {
+  const items = await loadQueue();
+  const it = items.find((q) => !S.visited.has(key(q)) && q.event_id !== S.selected);
+  if (it) goItem(it); else status('the review queue is done for this game', 'saved');
+}
+element.querySelectorAll('.bs-tabs button').forEach((b) => b.addEventListener('click', () => {
+  element.querySelectorAll('.bs-tabs button').forEach((o) => o.classList.toggle('on', o === b));
+  element.querySelectorAll('.bs-panel').forEach((p) => { p.hidden = p.id !== b.dataset.panel; });
+  if (b.dataset.panel === 'queue-panel') loadQueue();
+}));
+
+// ------------------------------------------------------------------ edits
+function applyDelta(d) {
+  if (!d) return;
+  for (const id of d.removed) S.events.delete(id);
+  for (const e of d.upsert) {
+    const held = S.events.get(e.id);
+    if (!held || held.revision <= e.revision) S.events.set(e.id, e);  // never roll a row back
+  }
+  S.cursorId = Math.max(S.cursorId, d.cursor);
+  if (S.selected && !S.events.has(S.selected)) S.selected = null;
+}
+// Edits go one at a time, in key-press order; each names the revision the screen holds when
+// it is sent (after the previous edit's reply), so fast repeated keys never conflict with
+// themselves, while an edit made in another tab still does.
+let queueTail = Promise.resolve();
+function send(action) {
+  if (!S.game) return Promise.resolve();
+  const game = S.game.id, seq = S.openSeq;
+  S.busy++;
+  status('saving…', 'saving');
+  const job = queueTail.then(() => sendNow(action, game, seq)).finally(() => { S.busy--; });
+  queueTail = job.catch(() => {});
+  return job;
+}
+async function sendNow(action, game, seq) {
+  if (seq !== S.openSeq) return;
+  const t0 = performance.now();
+  const payload = { ...action };
+  if (payload.id && S.events.has(payload.id)) payload.revision = S.events.get(payload.id).revision;
+  let res;
+  try {
+    res = await call('edit', { game, action: payload, cursor: S.cursorId, author: author() });
+  } catch (err) {
+    status(`not saved: ${err}`, 'error'); return;
+  }
+  if (seq !== S.openSeq) return;  // the reply of a game no longer shown
+  applyDelta(res.delta);
+  if (res.select) S.selected = res.select;
+  refreshList(); drawMarkers();
+  const sel = S.selected && S.events.get(S.selected);
+  if (sel && res.ok) loadFilmstrip(sel);
+  const ms = Math.round(performance.now() - t0);
+  element.dataset.lastEditMs = String(ms);
+  if (res.ok) status(`saved: ${res.message}${sel ? ` (revision ${sel.revision})` : ''} · ${ms} ms`, 'saved');
+  else status(res.current ? `conflict: ${res.message}` : `not saved: ${res.message}`, res.current ? 'conflict' : 'error');
+}
+setInterval(async () => {  // edits made elsewhere (another tab, the CLI) arrive within seconds
+  if (!S.game || S.busy || document.hidden) return;
+  const seq = S.openSeq;
+  const d = await call('sync', { game: S.game.id, cursor: S.cursorId });
+  if (!d || seq !== S.openSeq || S.busy) return;
+  if (d.version !== S.version) { openGame(S.game.id); return; }  // another model became active
+  if (d.upsert.length || d.removed.length) { applyDelta(d); refreshList(); drawMarkers(); }
+  else S.cursorId = Math.max(S.cursorId, d.cursor);
+}, 3000);
+
+function visibleList() { return [...S.list].sort((a, b) => a.frame - b.frame || (a.id < b.id ? -1 : 1)); }
+function jump(dir) {
+  const list = visibleList();
+  const cur = S.events.get(S.selected);
+  const from = cur ? cur.frame : S.frame;
+  let target;
+  if (dir > 0) target = list.find((e) => e.frame > from || (cur && e.frame === from && e.id > cur.id && e.id !== cur.id));
+  else target = [...list].reverse().find((e) => e.frame < from || (cur && e.frame === from && e.id < cur.id));
+  if (target) { video.pause(); select(target.id, true); }
+}
+
+document.addEventListener('keydown', (ev) => {
+  if (!S.game || !element.isConnected || element.offsetParent === null) return;
+  const t = ev.target;
+  if (t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName))) return;
+  const k = ev.key, ctrl = ev.ctrlKey || ev.metaKey;
+  const sel = S.selected && S.events.get(S.selected);
+  const edit = (payload) => sel ? send({ id: sel.id, revision: sel.revision, ...payload }) : status('select an event first', 'error');
+  let done = true;
+  if (ctrl && (k === 'z' || k === 'Z')) send({ op: ev.shiftKey ? 'redo' : 'undo' });
+  else if (ctrl && (k === 'y' || k === 'Y')) send({ op: 'redo' });
+  else if (ctrl || ev.altKey) done = false;
+  else if (k === ' ') togglePlay();
+  else if (k === 'ArrowLeft') step(ev.shiftKey ? -S.fps : -1);
+  else if (k === 'ArrowRight') step(ev.shiftKey ? S.fps : 1);
+  else if (k === 'n') jump(1);
+  else if (k === 'p') jump(-1);
+  else if (KEYS.includes(k) && !ev.shiftKey) { video.pause(); send({ op: 'add', frame: S.frame, label: S.classes[KEYS.indexOf(k)], team: S.team }); }
+  else if (k === 'a') sel && sel.kind === 'prediction' ? edit({ op: 'accept' }) : status('a accepts a selected prediction', 'error');
+  else if (k === 'r') sel && sel.kind === 'prediction' ? edit({ op: 'reject' }) : status('r rejects a selected prediction', 'error');
+  else if (k === 'Delete' || k === 'Backspace') sel && sel.kind === 'label' ? edit({ op: 'delete' }) : status('Delete removes a selected label (reject predictions with r)', 'error');
+  else if (k === '[') edit({ op: 'move', by: -1 });
+  else if (k === ']') edit({ op: 'move', by: 1 });
+  else if (k === 't') edit({ op: 'team' });
+  else if (k === 'T') setTeam(S.teams[1 - S.teams.indexOf(S.team)]);
+  else if (k === 'u') nextItem();
+  else if (k === 'z') { zoom(0.5); drawTimeline(); }
+  else if (k === 'x') { zoom(2); drawTimeline(); }
+  else if (k === '?') $('help').hidden = !$('help').hidden;
+  else if (k === 'Escape') select(null);
+  else done = false;
+  if (done) ev.preventDefault();
+});
+$('help-button').addEventListener('click', () => { $('help').hidden = !$('help').hidden; });
+$('team-toggle').addEventListener('click', (ev) => { const b = ev.target.closest('button'); if (b) setTeam(b.dataset.team); });
+$('game-select').addEventListener('change', () => openGame(Number($('game-select').value)));
+$('game-select').addEventListener('focus', () => loadGames(true));
+$('author').value = localStorage.getItem('ballspot.author') || '';
+$('author').addEventListener('change', () => localStorage.setItem('ballspot.author', author()));
+call('whoami', {}).then((who) => { if (who) { $('author').value = who; $('author').disabled = true; } });
+loadGames(false);

@@ -1,0 +1,157 @@
+"""Model versions: which one is active, how a new one compares, how review decisions carry
+over to its predictions, what changed between two versions' predictions, and the learning
+curve of the whole history.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from core.errors import BallspotError
+from core.labels import TARGET_SOURCES, frame_to_ms
+from core.metrics import GameEvents, MapResult, average_map
+from core.store import Store
+
+ACTIVE_SETTING = "active_model"
+
+
+def active_version(store: Store) -> str | None:
+    """The model version whose predictions are reviewed: the setting, else the newest."""
+    chosen = store.setting(ACTIVE_SETTING)
+    models = [m["version"] for m in store.models()]
+    if chosen in models:
+        return chosen
+    return models[-1] if models else None
+
+
+def set_active(store: Store, version: str) -> None:
+    store.model(version)  # must exist
+    store.set_setting(ACTIVE_SETTING, version)
+
+
+def valid_map(row: dict) -> float | None:
+    return json.loads(row["metrics"] or "{}").get("valid_map@1")
+
+
+def compare(store: Store, new: str, old: str | None) -> dict:
+    """Validation mAP@1, overall and per class, of a new version beside the one it replaces."""
+    a = json.loads(store.model(new)["metrics"] or "{}")
+    b = json.loads(store.model(old)["metrics"] or "{}") if old else {}
+    classes = sorted(set(a.get("per_class", {})) | set(b.get("per_class", {})))
+    return {"new": new, "old": old, "map_new": a.get("valid_map@1"), "map_old": b.get("valid_map@1"),
+            "per_class": [{"class": c, "new": a.get("per_class", {}).get(c), "old": b.get("per_class", {}).get(c)}
+                          for c in classes]}
+
+
+def not_worse(store: Store, new: str, old: str | None) -> bool:
+    """Whether a new version may replace the active one without asking."""
+    if old is None:
+        return True
+    m_new, m_old = valid_map(store.model(new)), valid_map(store.model(old))
+    return m_new is not None and (m_old is None or m_new >= m_old)
+
+
+def nearest(rows: list[dict], frame: int, label: str, window: int, exclude: set[int] | None = None) -> dict | None:
+    """The row of class ``label`` closest to ``frame`` within +-``window`` frames (the "same
+    event" test of carry-over, diff, the queue and the benchmark's oracle)."""
+    best = None
+    for r in rows:
+        if r["label"] != label or (exclude and r["id"] in exclude):
+            continue
+        d = abs(r["frame"] - frame)
+        if d <= window and (best is None or d < abs(best["frame"] - frame)):
+            best = r
+    return best
+
+
+def decisions(store: Store, game: int | str, version: str) -> list[dict]:
+    """A version's decided predictions on a game, each with the label its acceptance made
+    (so a corrected frame, class or team carries over too)."""
+    labels = {lab["prediction_id"]: lab for lab in store.labels(game) if lab["prediction_id"]}
+    return [{**p, "made": labels.get(p["id"])} for p in store.predictions(game, version) if p["status"] != "pending"]
+
+
+def carry_over(store: Store, game: int | str, decided: list[dict], new: str, window: int = 2,
+               reviewer: str | None = None, source: str = "") -> int:
+    """Review decisions (``decisions(...)`` of an earlier run) apply to ``new``'s predictions of
+    the same event (same class, within +-``window`` frames): accepted stays accepted (with its
+    corrections), rejected stays rejected. One store operation; returns how many carried."""
+    if not decided:
+        return 0
+    fresh = [p for p in store.predictions(game, new) if p["status"] == "pending"]
+    taken: set[int] = set()
+    plan = []
+    for p in decided:
+        match = nearest(fresh, p["frame"], p["label"], window, taken)
+        if match is None:
+            continue
+        taken.add(match["id"])
+        made = p.get("made")
+        fix = {k: made[k] for k in ("frame", "label", "team")} if p["status"] == "accepted" and made else {}
+        plan.append((match["id"], p["status"], p["reviewer"] or reviewer, fix))
+    if plan:
+        store.carry_decisions(game, plan, f"{len(plan)} review decisions carried over to {new}"
+                              + (f" from {source}" if source else ""))
+    return len(plan)
+
+
+@dataclass
+class DiffEntry:
+    change: str  # new | gone | moved | reclassified
+    frame: int
+    label: str
+    old_frame: int | None = None
+    old_label: str | None = None
+    confidence: float | None = None
+
+
+def diff(store: Store, game: int | str, old: str, new: str, window: int = 12) -> list[DiffEntry]:
+    """What changed between two versions' predictions on a game: predictions of the same class
+    at the same frame are unchanged; within ``window`` frames, moved; another class within 2
+    frames, reclassified; otherwise new (only in ``new``) or gone (only in ``old``)."""
+    if old == new:
+        raise BallspotError("compare two different versions")
+    a, b = store.predictions(game, old), store.predictions(game, new)
+    left, right = {p["id"]: p for p in a}, {p["id"]: p for p in b}
+    out: list[DiffEntry] = []
+    for rule in ("same", "moved", "reclassified"):
+        for q in list(right.values()):
+            if rule == "reclassified":
+                cands = [p for p in left.values() if p["label"] != q["label"] and abs(p["frame"] - q["frame"]) <= 2]
+                p = min(cands, key=lambda p: abs(p["frame"] - q["frame"]), default=None)
+            else:
+                p = nearest(list(left.values()), q["frame"], q["label"], 0 if rule == "same" else window)
+            if p is None:
+                continue
+            del left[p["id"]], right[q["id"]]
+            if rule != "same":
+                out.append(DiffEntry(rule, q["frame"], q["label"], p["frame"], p["label"], q["confidence"]))
+    out += [DiffEntry("new", q["frame"], q["label"], confidence=q["confidence"]) for q in right.values()]
+    out += [DiffEntry("gone", p["frame"], p["label"], p["frame"], p["label"], p["confidence"]) for p in left.values()]
+    out.sort(key=lambda d: (d.frame, d.label))
+    return out
+
+
+def learning_curve(store: Store) -> list[dict]:
+    """Each trained version: validation mAP@1 against the number of reviewed labels it learnt from."""
+    points = []
+    for m in store.models():
+        metrics = json.loads(m["metrics"] or "{}")
+        if metrics.get("valid_map@1") is None or metrics.get("reviewed_labels") is None:
+            continue
+        points.append({"version": m["version"], "labels": metrics["reviewed_labels"],
+                       "valid_map": metrics["valid_map@1"], "parent": m["parent"], "created": m["created"]})
+    return points
+
+
+def score_version(store: Store, version: str, games: list[int | str], metric: str = "at1") -> MapResult:
+    """SoccerNet mAP of a version's stored predictions against the games' labels."""
+    entries = []
+    for game in games:
+        g = store.game(game)
+        labels = [{"position": str(frame_to_ms(r["frame"])), "label": r["label"], "team": r["team"],
+                   "visibility": r["visibility"]} for r in store.labels(g["id"]) if r["source"] in TARGET_SOURCES]
+        preds = [{"position": str(frame_to_ms(p["frame"])), "label": p["label"], "team": p["team"],
+                  "confidence": p["confidence"]} for p in store.predictions(g["id"], version)]
+        entries.append(GameEvents(g["url_local"], labels, preds))
+    return average_map(entries, metric)
