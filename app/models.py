@@ -14,7 +14,7 @@ import pandas as pd
 from core.errors import BallspotError
 from core.jobs import cancel, log_tail, refresh, submit
 from core.store import Store
-from core.versions import active_version, compare, diff, learning_curve, set_active, valid_map
+from core.versions import active_version, compare, diff, learning_curve, set_active, unscored_games, valid_map
 from core.workspace import Workspace
 
 CONFIGS = Path(__file__).resolve().parents[1] / "core" / "configs"
@@ -169,8 +169,7 @@ def models_screen(store: Store, workspace: Workspace) -> None:
             raise gr.Error("Choose a version.")
         previous = active_version(store)
         set_active(store, version)
-        missing = [g["url_local"] for g in store.games()
-                   if previous and store.predictions(g["id"], previous) and not store.predictions(g["id"], version)]
+        missing = unscored_games(store, previous, version)
         note = ""
         if missing:
             job = submit(store, "infer", {"version": version, "games": missing, "carry_from": previous,

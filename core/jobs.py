@@ -193,7 +193,7 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
     register the new version, make it active when it is not worse, then re-infer."""
     from core.runner import resolve_model
     from core.train import TrainConfig, train
-    from core.versions import active_version, compare, not_worse, set_active
+    from core.versions import active_version, compare, not_worse, set_active, unscored_games
 
     config = TrainConfig.load(params.config, epochs=params.epochs)
     if params.games:
@@ -240,7 +240,7 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
     if activated:
         games = params.infer_games
         if games is None:
-            games = [g["url_local"] for g in store.games() if previous and store.predictions(g["id"], previous)]
+            games = unscored_games(store, previous, version)
         if games:
             sub = reinfer(store, workspace, InferParams(version=version, games=games, carry_from=previous,
                                                         author=params.author),

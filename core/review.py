@@ -159,12 +159,12 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
             if row["game_id"] != g["id"]:
                 raise BallspotError(f"event {action.get('id')} belongs to another game")
             if table == "predictions" and row["status"] == "accepted" and op in ("move", "relabel", "team"):
-                made = [lab for lab in store.labels(g["id"]) if lab["prediction_id"] == row_id]
+                made = store.label_made_by(row_id)
                 if made:  # an accepted prediction is corrected through the label it made
                     if revision is not None and revision != row["revision"]:
                         raise ConflictError(f"prediction {row_id} was changed since you loaded it; nothing was "
                                             "overwritten", current=row)
-                    table, row_id, row, revision = "labels", made[0]["id"], made[0], made[0]["revision"]
+                    table, row_id, row, revision = "labels", made["id"], made, made["revision"]
             changes: dict[str, Any] = {}
             if op == "move":
                 frame = int(action["frame"]) if "frame" in action else row["frame"] + int(action.get("by", 0))
@@ -192,13 +192,12 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
                     message = f"rejected {row['label']} {row['team']} at {clock(row['frame'])}"
                 elif op == "delete":
                     raise BallspotError("a prediction cannot be deleted; reject it (r)")
-                elif op == "accept" and row["status"] == "accepted" and \
-                        any(lab["prediction_id"] == row_id for lab in store.labels(g["id"])):
+                elif op == "accept" and row["status"] == "accepted" and store.label_made_by(row_id):
                     message = f"{row['label']} at {clock(row['frame'])} is already accepted"
                 else:
                     store.accept(row_id, reviewer=author, base_revision=revision, **changes)
-                    linked = [lab for lab in store.labels(g["id"]) if lab["prediction_id"] == row_id]
-                    select = f"l{linked[0]['id']}" if changes and linked else f"p{row_id}"
+                    linked = store.label_made_by(row_id) if changes else None
+                    select = f"l{linked['id']}" if linked else f"p{row_id}"
                     what = ", ".join(f"{k} {v}" for k, v in changes.items())
                     message = f"accepted {row['label']} at {clock(row['frame'])}" + (f" as {what}" if what else "")
         else:

@@ -901,6 +901,15 @@ class Store:
         """Labels per game and class."""
         return self._query("SELECT game_id, label, COUNT(*) AS n FROM labels GROUP BY game_id, label")
 
+    def label_made_by(self, prediction_id: int) -> dict | None:
+        """The label that accepting this prediction made, if it still exists."""
+        return self._one("SELECT * FROM labels WHERE prediction_id = ? ORDER BY id LIMIT 1", (prediction_id,))
+
+    def predicted_games(self, model_version: str) -> set[int]:
+        """Ids of the games a model version has predictions on."""
+        rows = self._query("SELECT DISTINCT game_id FROM predictions WHERE model_version = ?", (model_version,))
+        return {r["game_id"] for r in rows}
+
     def prediction_counts(self) -> list[dict]:
         """Predictions per game and review status."""
         return self._query("SELECT game_id, status, COUNT(*) AS n FROM predictions GROUP BY game_id, status")

@@ -29,6 +29,15 @@ def set_active(store: Store, version: str) -> None:
     store.set_setting(ACTIVE_SETTING, version)
 
 
+def unscored_games(store: Store, previous: str | None, version: str) -> list[str]:
+    """Games ``previous`` has predictions on and ``version`` has not: what to re-infer when
+    ``version`` takes over, so the review screen always shows the active model."""
+    if not previous:
+        return []
+    todo = store.predicted_games(previous) - store.predicted_games(version)
+    return [g["url_local"] for g in store.games() if g["id"] in todo]
+
+
 def valid_map(row: dict) -> float | None:
     return json.loads(row["metrics"] or "{}").get("valid_map@1")
 
