@@ -84,7 +84,6 @@ def train_part(video: Path, device: torch.device, max_batch: int) -> None:
     while batch <= max_batch:
         try:
             model = BallActionModel(mc).to(device).train()
-            model.encoder.to(memory_format=torch.channels_last)  # the 3D part's weights are 5-D
             ema = ModelEmaV3(model, decay=config.ema)
             opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
             index = torch.arange(mc.frames, device=device) * mc.frame_step

@@ -6,12 +6,15 @@
 2. Steady-state cached frames/s of the default model at 368x640 and 736x1280 on this CPU.
 3. The frame reader (decode + grey + fit, in a thread) vs raw OpenCV decoding of the same
    720p file.
+4. The 2D encoder in channels-last memory (what the model uses) vs contiguous, for the
+   default model and cpu_small's encoder.
 
     python bench/infer.py [--size 224x384] [--frames 48] [--skip-full]
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -28,6 +31,7 @@ import torch  # noqa: E402
 from core.infer import InferConfig, frame_scores, frame_scores_uncached  # noqa: E402
 from core.model import BallActionModel, ModelConfig  # noqa: E402
 from core.synth import SynthConfig, generate_game  # noqa: E402
+from core.train import TrainConfig  # noqa: E402
 from core.video import FrameReader  # noqa: E402
 
 
@@ -49,6 +53,23 @@ def steady_fps(size: tuple[int, int], tta: bool, short: int = 6, long: int = 18)
         frame_scores(model, iter(clip[:n]), cfg)
         times.append(time.perf_counter() - t)
     return (long - short) / max(times[1] - times[0], 1e-9)
+
+
+@torch.inference_mode()
+def encoder_rate(config: ModelConfig, n: int, channels_last: bool) -> float:
+    """Stacks/s of the 2D part (encoder + projection, what ``forward_stacks`` runs) with the
+    encoder's weights and input in one memory format; the best of 3 timed passes."""
+    model = BallActionModel(config).eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.encoder.to(memory_format=fmt)
+    x = torch.randn(n, config.stack, *config.input_size).contiguous(memory_format=fmt)
+    model.proj(model.encoder(x)[-1])  # warm-up
+    best = math.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        model.proj(model.encoder(x)[-1])
+        best = min(best, time.perf_counter() - t)
+    return n / best
 
 
 def main() -> None:
@@ -109,6 +130,14 @@ def main() -> None:
         print(f"   raw decode, PyAV (threaded)        {raw / t_raw:7.1f} frames/s")
         print(f"   FrameReader (grey, fit 736x1280)   {read / t_read:7.1f} frames/s")
         print(f"   reader / fastest raw decode: {(read / t_read) / max(raw / t_raw, n_cv / t_cv):.2f}  (target >= 0.80)")
+
+    print("\n4. 2D encoder stacks/s by memory format")
+    small = TrainConfig.load(ROOT / "core" / "configs" / "cpu_small.yaml").model
+    for name, config, n in (("default 640x368", ModelConfig(input_size=(368, 640)), 16),
+                            (f"cpu_small {small.input_size[1]}x{small.input_size[0]}", small, 256)):
+        contiguous, channels_last = (encoder_rate(config, n, last) for last in (False, True))
+        print(f"   {name:20s} contiguous {contiguous:7.1f}  channels-last {channels_last:7.1f}  "
+              f"ratio {channels_last / contiguous:.2f}")
 
 
 if __name__ == "__main__":

@@ -393,8 +393,6 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         from core.model import load as load_model
         model.load_state_dict(load_model(init).state_dict())
     model.to(device)
-    if device.type == "cuda":  # the 2D encoder only: the 3D part's weights are 5-D
-        model.encoder.to(memory_format=torch.channels_last)
     ema = ModelEmaV3(model, decay=config.ema)
     frozen = config.encoder_lr_scale == 0
     if frozen:

@@ -80,6 +80,20 @@ def test_random_access_reads_the_frames_the_stream_reads(tmp_path):
     assert all(np.array_equal(got[i], stream[i]) for i in wanted)
 
 
+def test_a_model_built_without_gradients_is_the_same_model():
+    """Building under torch.no_grad (e.g. inside an evaluation loop) marks the same unused
+    encoder stages as not trained; under inference_mode it builds and predicts."""
+    config = ModelConfig(encoder="mobilenetv3_small_050", frames=9, input_size=(64, 112), feature_stage=-2,
+                         proj_channels=16, blocks_3d=1, stack_channels=16)
+    flags = [p.requires_grad for p in BallActionModel(config).parameters()]
+    assert not all(flags) and any(flags)  # the stages after feature_stage are frozen
+    with torch.no_grad():
+        assert [p.requires_grad for p in BallActionModel(config).parameters()] == flags
+    with torch.inference_mode():
+        logits, team = BallActionModel(config).eval()(torch.zeros(1, 9, 64, 112))
+    assert logits.shape == team.shape == (1, 12)
+
+
 def test_save_and_load_keep_the_model(model, tmp_path, clip):
     save(model, tmp_path / "m")
     again = load(tmp_path / "m")
