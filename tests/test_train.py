@@ -17,6 +17,7 @@ from conftest import ROOT
 from core.ingest import import_source
 from core.store import Store
 from core.synth import SynthConfig, generate_game
+from core.labels import CLASSES
 from core.train import TrainConfig, load_games, sample_epoch, targets, train
 from core.workspace import Workspace
 
@@ -141,6 +142,66 @@ def test_pretraining_learns_where_the_ball_is_and_feeds_the_encoder(ws, tmp_path
     config.model.pretrained_weights = str(path)
     encoder = BallActionModel(config.model).encoder.state_dict()
     assert all(np.array_equal(encoder[k].numpy(), v.numpy()) for k, v in state.items())
+
+
+def test_pretraining_touch_target_marks_the_kicks_of_labelled_events(ws):
+    """The sidecar's touch signal (velocity jumps) is on the events that are touches (not OUT
+    or GOAL, where nobody touches the ball) and rare elsewhere, so it teaches the encoder what
+    a ball action looks like rather than 'the ball moves'."""
+    from core.pretrain import TOUCH_MS, load_sidecar
+    from core.synth import SIDECAR
+
+    config = TrainConfig.load(TINY)
+    with Store.open(ws) as store:
+        game = load_games(store, ws, ["train"], config)[0]
+    side = load_sidecar(Path(game.video).parent / SIDECAR, tuple(config.model.input_size))
+    touched = side.touch > TOUCH_MS
+    kicks = [f for f, cls, _ in game.events if CLASSES[cls] not in ("OUT", "GOAL")]
+    assert len(kicks) >= 5
+    hit = np.mean([touched[max(0, f - 2):f + 3].any() for f in kicks])
+    assert hit >= 0.8, hit
+    assert touched.mean() < 0.1, touched.mean()
+
+
+def test_pretraining_targets_follow_the_ball_through_the_stack_and_its_mirror_image():
+    """One possible stack (frames 0, s, 2s): the ball rolls slowly, is kicked at frame s and
+    flies on. The targets are the motion of each half of the stack in cells (u mirrored with
+    the picture), the touch inside the stack, and the ball's cell (mirrored too)."""
+    from core.pretrain import Sidecar, _batch
+
+    mc = TrainConfig.load(TINY).model
+    h, w = mc.input_size
+    step = mc.frame_step
+    n = 2 * step + 1  # exactly one centre frame fits
+    grid = (4, 7)
+    sy, sx = h / grid[0], w / grid[1]
+    ball = np.zeros((n, 2), np.float32)
+    ball[:, 1] = 1.5 * sy  # row 1
+    ball[:, 0] = 1.2 * sx + np.where(np.arange(n) <= step, np.arange(n) * 0.5, step * 0.5 + (np.arange(n) - step) * 3.0)
+    touch = np.zeros(n, np.float32)
+    touch[step] = 20.0  # the kick, at the centre frame
+    side = Sidecar(ball, np.zeros(n, np.float32), touch, np.full((n, 22, 2), -100.0, np.float32),
+                   np.zeros(22, np.int64))
+    frames = np.zeros((n, h, w), np.uint8)
+    x, cell, motion, touched, presence = _batch([(frames, side)], mc, 64, grid, np.random.default_rng(0))
+    d1, d2 = step * 0.5 / sx, step * 3.0 / sx
+    straight = int(ball[step, 0] // sx)
+    mirrored = int((w - 1 - ball[step, 0]) // sx)
+    assert straight != mirrored
+    flipped = cell.numpy() % grid[1] == mirrored
+    assert 0 < flipped.sum() < 64  # both kinds drawn
+    assert set(cell.numpy() % grid[1]) == {straight, mirrored} and set(cell.numpy() // grid[1]) == {1}
+    sign = np.where(flipped, -1.0, 1.0)
+    assert np.allclose(motion[:, 1].numpy(), sign * d1, atol=1e-5)
+    assert np.allclose(motion[:, 3].numpy(), sign * d2, atol=1e-5)
+    assert np.allclose(motion[:, [0, 2, 4]].numpy(), 0.0, atol=1e-5)
+    assert touched.numpy().tolist() == [1.0] * 64
+    assert presence.sum() == 0
+
+    touch[:] = 0.0
+    touch[0] = 20.0  # a touch on the stack's first frame cannot be seen inside it
+    _, _, _, touched, _ = _batch([(frames, side)], mc, 8, grid, np.random.default_rng(1))
+    assert touched.sum() == 0
 
 
 def test_pretraining_without_sidecars_is_skipped_with_a_message(tmp_path):
