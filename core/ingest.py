@@ -64,13 +64,22 @@ def _is_game_folder(folder: Path) -> bool:
 
 
 def discover(root: Path) -> list[Path]:
-    """Game folders under ``root`` (or ``root`` itself): folders with a label file or a video."""
+    """Game folders under ``root`` (or ``root`` itself): folders with a label file or a video.
+
+    Symbolic links to folders are followed (datasets are often linked in from a shared disk);
+    a folder reached twice, e.g. through a link back up the tree, is visited once."""
     if not root.exists():
         raise InputError(Problem(str(root), "", "no such file or folder"))
     if not root.is_dir():
         raise InputError(Problem(str(root), "", "expected a folder or a .zip"))
     found = []
-    for dirpath, dirnames, _ in os.walk(root):
+    visited: set[str] = set()
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:
+            dirnames[:] = []
+            continue
+        visited.add(real)
         dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         folder = Path(dirpath)
         if _is_game_folder(folder):

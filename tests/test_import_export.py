@@ -75,6 +75,19 @@ def test_import_one_game_folder_with_video(store, workspace, tmp_path):
     assert [(r["frame"], r["label"], r["team"]) for r in store.labels(GAME)] == [(3, "PASS", "home"), (10, "DRIVE", "away")]
 
 
+def test_linked_game_folders_are_found_and_a_link_cycle_ends(store, workspace, tmp_path):
+    """A tree whose games are symbolic links (a dataset linked in from a shared disk) imports;
+    a link back up the tree neither hangs nor imports a game twice."""
+    real = make_game(tmp_path / "disk", GAME, [annotation(3)])
+    tree = tmp_path / "tree"
+    (tree / "league").mkdir(parents=True)
+    (tree / "league" / "game").symlink_to(real, target_is_directory=True)
+    (tree / "league" / "loop").symlink_to(tree, target_is_directory=True)
+    report = import_source(store, tree, workspace=workspace, split="train")
+    assert report.result.games_added == 1 and report.result.labels == 1
+    assert [r["frame"] for r in store.labels(GAME)] == [3]
+
+
 def test_video_without_labels_is_a_game(store, workspace, tmp_path):
     folder = tmp_path / "src" / GAME
     from conftest import make_video
