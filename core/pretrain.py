@@ -99,7 +99,9 @@ class PretrainNet(nn.Module):
         self.head = nn.Conv2d(config.proj_channels, 4 + MOTION, 1)
 
     def forward(self, stacks: torch.Tensor) -> torch.Tensor:
-        return self.head(self.proj(self.encoder(stacks.contiguous(memory_format=torch.channels_last))[-1]))
+        # The model's own 2D pass (it uses only ``encoder`` and ``proj``, which this net holds),
+        # so pretraining sees the stacks exactly as training and inference do.
+        return self.head(BallActionModel.forward_stacks(self, stacks))
 
 
 def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int, grid: tuple[int, int],
@@ -179,14 +181,14 @@ def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, wo
         b = out_map.shape[0]
         seen = cell >= 0
         flat = out_map[:, 0].reshape(b, -1)
-        ball_loss = F.cross_entropy(flat[seen], cell[seen]) if seen.any() else flat.sum() * 0
         players_loss = F.binary_cross_entropy_with_logits(out_map[:, 1:3], presence)
         if seen.any():
+            ball_loss = F.cross_entropy(flat[seen], cell[seen])
             at = out_map[:, 3:].reshape(b, MOTION + 1, -1)[seen, :, cell[seen]]  # the ball's cell only
             motion_loss = F.smooth_l1_loss(at[:, :MOTION], motion[seen])
             touch_loss = F.binary_cross_entropy_with_logits(at[:, MOTION], touch[seen])
-        else:
-            motion_loss = touch_loss = flat.sum() * 0
+        else:  # no ball in the picture in this whole batch
+            ball_loss = motion_loss = touch_loss = flat.sum() * 0
         loss = (ball_loss + config.players_weight * players_loss + config.motion_weight * motion_loss
                 + config.touch_weight * touch_loss)
         optimizer.zero_grad(set_to_none=True)
