@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
 from core.labels import CLASSES, FPS, TEAMS_ROLE, TEAMS_SIDE
-from core.model import BallActionModel, normalise
+from core.model import BallActionModel, ModelConfig, normalise
 from core.video import FrameReader
 
 #: ``progress(done_frames, total_frames)``; total may be an estimate until the video ends.
@@ -117,48 +117,97 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
     span = (mc.stack - 1) * step  # a stack's frames: f, f + step, ...
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=cfg.amp and device.type == "cuda")
     buf = _Frames(frames)
+    # Per stack (keyed by its first frame): features, and with a track the ball's track point.
     cache: dict[int, torch.Tensor] = {}
+    points: dict[int, torch.Tensor] = {}
+    tracked = mc.track_frames > 0
+    track_offsets = [int(o) for o in mc.track_offsets()]
+    needed = sorted(set(offsets) | {o - mc.stack_lead for o in track_offsets})
     scores, teams, gaps = [], [], []
     t = 0
     while True:
         # Read ahead far enough for every window of the batch (or to the end of the video).
-        buf._pull_until(t + cfg.batch - 1 + offsets[-1] + span)
+        buf._pull_until(t + cfg.batch - 1 + needed[-1] + span)
         n_known = buf.read
         if buf.done and t >= n_known:
             break
         batch = list(range(t, t + cfg.batch))
         if buf.done:
             batch = [w for w in batch if w < n_known]
+        # A frame's track point is its centred stack's; beyond the ends, the end frame's (as
+        # ``track_windows`` clamps). The read-ahead above tells where the end is when it matters.
+        def track_start(f: int) -> int:
+            f = max(f, 0)
+            return (min(f, n_known - 1) if buf.done else f) - mc.stack_lead
+
         # The 2D part: only stacks not yet seen (one per window once the cache is warm).
-        starts = sorted({w + o for w in batch for o in offsets} - cache.keys())
+        wanted = {w + o for w in batch for o in offsets}
+        if tracked:
+            wanted |= {track_start(w + o) for w in batch for o in track_offsets}
+        starts = sorted(wanted - cache.keys())
         if starts:
             x = torch.from_numpy(np.stack([np.stack([buf.get(f + k * step) for k in range(mc.stack)])
                                            for f in starts])).to(device)
             with autocast:
-                feats = model.forward_stacks(_views(normalise(x), cfg.tta))
+                out = model.forward_stacks(_views(normalise(x), cfg.tta), track=tracked)
+            feats, point = out if tracked else (out, None)
             half = len(starts)
             for j, f in enumerate(starts):
                 cache[f] = torch.stack([feats[j], feats[half + j]]) if cfg.tta else feats[j][None]
+                if tracked:
+                    points[f] = torch.stack([point[j], point[half + j]]) if cfg.tta else point[j][None]
         # The 3D part and heads for the whole batch, both views at once.
         views = 2 if cfg.tta else 1
         stacked = torch.stack([torch.stack([cache[w + o][v] for o in offsets]) for v in range(views) for w in batch])
+        track = (torch.stack([torch.stack([points[track_start(w + o)][v] for o in track_offsets])
+                              for v in range(views) for w in batch]) if tracked else None)
         with autocast:
-            logits, team = model.forward_head(stacked)
+            logits, team = model.forward_head(stacked, track)
         p, q, gap = _combine(model, logits, team, len(batch), cfg.tta)
         scores.append(p.cpu().numpy())
         teams.append(q.cpu().numpy())
         if gap is not None:
             gaps.append(gap.cpu().numpy())
         t = batch[-1] + 1
-        oldest = t + offsets[0]
+        oldest = t + needed[0]
         for f in [f for f in cache if f < oldest]:
             del cache[f]
+            points.pop(f, None)
         buf.forget_before(oldest)
         if progress is not None:
             progress(t, max(total, buf.read))
     empty = np.zeros((0, mc.num_classes), np.float32)
     return GameScores(np.concatenate(scores) if scores else empty, np.concatenate(teams) if teams else empty,
                       np.concatenate(gaps) if gaps else None)
+
+
+@torch.inference_mode()
+def frame_tracks(model: BallActionModel, frames: Iterable[np.ndarray], batch: int = 64,
+                 device: str | None = None) -> np.ndarray:
+    """The ball's track point (u, v, confidence; ``BallHead.locate``) of every frame of a
+    stream: the ball detector on the stack centred on the frame (clamped at the ends)."""
+    dev = pick_device(device)
+    model = model.to(dev).eval()
+    mc = model.config
+    buf = _Frames(frames)
+    out, t = [], 0
+    while True:
+        buf._pull_until(t + batch - 1 + mc.stack_lead)
+        if buf.done and t >= buf.read:
+            break
+        idx = range(t, min(t + batch, buf.read) if buf.done else t + batch)
+        x = np.stack([np.stack([buf.get(f - mc.stack_lead + k * mc.frame_step) for k in range(mc.stack)]) for f in idx])
+        _, point = model.forward_stacks(normalise(torch.from_numpy(x).to(dev)), track=True)
+        out.append(point.float().cpu().numpy())
+        t = idx[-1] + 1
+        buf.forget_before(t - mc.stack_lead)
+    return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+
+
+def track_windows(track: np.ndarray, centres: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """(len(centres), track_frames, 3): each centre's track, clamped at the ends of the game."""
+    idx = np.clip(np.asarray(centres)[:, None] + config.track_offsets()[None], 0, len(track) - 1)
+    return track[idx]
 
 
 @torch.inference_mode()
@@ -171,11 +220,19 @@ def frame_scores_uncached(model: BallActionModel, frames: np.ndarray, config: In
     n = len(frames)
     half = mc.frames // 2
     index = np.clip(np.arange(n)[:, None] + mc.frame_step * (np.arange(mc.frames)[None] - half), 0, n - 1)
+    tracks = None
+    if mc.track_frames:
+        views = [frames, frames[..., ::-1]] if cfg.tta else [frames]
+        tracks = [torch.from_numpy(frame_tracks(model, iter(v), cfg.batch, cfg.device)) for v in views]
     scores, teams, gaps = [], [], []
     for s in range(0, n, cfg.batch):
         x = normalise(torch.from_numpy(frames[index[s:s + cfg.batch]]).to(device))
         b = len(x)
-        logits, team = model(_views(x, cfg.tta))
+        track = None
+        if tracks is not None:
+            centres = np.arange(s, s + b)
+            track = torch.cat([torch.from_numpy(track_windows(t.numpy(), centres, mc)) for t in tracks]).to(device)
+        logits, team = model(_views(x, cfg.tta), track)
         p, q, gap = _combine(model, logits, team, b, cfg.tta)
         scores.append(p.cpu().numpy())
         teams.append(q.cpu().numpy())

@@ -7,6 +7,13 @@ frames, then 3D inverted-residual blocks across the stacks, then heads.
 
 The forward pass is split in two (``forward_stacks`` / ``forward_head``) because the 2D
 part dominates the cost and each stack's features can be cached across sliding windows.
+
+Optionally (``track_frames``) the heads also see the ball's track: a small ball detector on
+the encoder's features (trained by encoder pretraining, then frozen) gives each stack's ball
+position and confidence; a 1D convolution over the track of the frames around the centre
+finds the kicks, i.e. the changes of the ball's velocity. On a CPU budget the 3D part does not
+learn those from a one-pixel ball (see ``bench/learn.py``); on true tracks a classifier finds
+PASS with AP 0.7-0.8 on held-out synthetic games.
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import timm
 import torch
 import torch.nn as nn
@@ -25,6 +33,8 @@ from core.errors import BallspotError
 from core.labels import NUM_CLASSES
 
 CONFIG_FILE = "config.json"
+#: Prefix of the ball detector's weights in an encoder weights file (see ``core.pretrain``).
+BALL_PREFIX = "ball."
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -52,6 +62,10 @@ class ModelConfig:
     pretrained_weights: str | None = None
     #: "role" (home/away) or "side" (left/right, which a horizontal flip swaps).
     team_mode: str = "role"
+    #: Frames of the ball's track (one every ``frame_step``, centred) the heads also see; 0 for
+    #: none. The encoder and the ball detector then stay frozen in training (the track of every
+    #: frame is computed once per game).
+    track_frames: int = 0
 
     def __post_init__(self) -> None:
         self.input_size = tuple(self.input_size)
@@ -59,6 +73,8 @@ class ModelConfig:
             raise ValueError(f"frames ({self.frames}) must be a multiple of stack ({self.stack})")
         if self.team_mode not in ("role", "side"):
             raise ValueError(f"team_mode {self.team_mode!r}: 'role' or 'side'")
+        if self.track_frames < 0 or (self.track_frames and self.track_frames % 2 == 0):
+            raise ValueError(f"track_frames ({self.track_frames}) must be 0 or odd (centred on the frame)")
 
     @property
     def stacks(self) -> int:
@@ -68,6 +84,15 @@ class ModelConfig:
         """Video-frame offsets, from the centre frame, of the first frame of each stack."""
         half = self.frames // 2
         return [self.frame_step * (j * self.stack - half) for j in range(self.stacks)]
+
+    def track_offsets(self) -> np.ndarray:
+        """Video-frame offsets, from the centre frame, of the track's frames."""
+        return self.frame_step * (np.arange(self.track_frames) - self.track_frames // 2)
+
+    @property
+    def stack_lead(self) -> int:
+        """Frames from a stack's first frame to its centre (a frame's track is its centred stack's)."""
+        return self.frame_step * (self.stack // 2)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -118,19 +143,69 @@ class GeM(nn.Module):
         return x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1)).pow(1.0 / self.p)
 
 
+#: Features the track's 1D convolution sees per frame: u, v, their change, the confidence.
+TRACK_INPUTS = 5
+TRACK_CHANNELS = 64
+
+
+class BallHead(nn.Module):
+    """Where the ball is on one stack's feature map: (N, 3, h, w) = ball logit per cell and the
+    ball's offset inside the cell (u, v, in cells, -0.5..0.5 around the cell's centre)."""
+
+    def __init__(self, channels: int, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.SiLU(),
+                                 nn.Conv2d(hidden, 3, 1))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.net(feats)
+
+    @staticmethod
+    def locate(maps: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h, w) -> (N, 3): the ball's centre (u, v) as a fraction of the picture,
+        -0.5..0.5 (a horizontal flip negates u), and the detector's confidence."""
+        n, _, h, w = maps.shape
+        prob = maps[:, 0].reshape(n, -1).float().softmax(1)
+        conf, cell = prob.max(1)
+        at = maps[:, 1:].reshape(n, 2, -1).float()[torch.arange(n, device=maps.device), :, cell]
+        u = ((cell % w).float() + 0.5 + at[:, 0]) / w - 0.5
+        v = ((cell // w).float() + 0.5 + at[:, 1]) / h - 0.5
+        return torch.stack([u, v, conf], 1)
+
+
+class TrackNet(nn.Module):
+    """A 1D convolution over the ball's track around the centre frame -> (B, TRACK_CHANNELS)."""
+
+    def __init__(self, channels: int = TRACK_CHANNELS):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(TRACK_INPUTS)
+        self.net = nn.Sequential(nn.Conv1d(TRACK_INPUTS, channels, 5, padding=2), nn.GELU(),
+                                 nn.Conv1d(channels, channels, 5, padding=4, dilation=2), nn.GELU(),
+                                 nn.Conv1d(channels, channels, 5, padding=8, dilation=4), nn.GELU())
+
+    def forward(self, track: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3) u, v, confidence per frame -> the features of the centre frame."""
+        uv = track[..., :2]
+        step = torch.diff(uv, dim=1, prepend=uv[:, :1])
+        x = torch.cat([uv, step * 10, track[..., 2:]], -1).transpose(1, 2)  # (B, 5, T)
+        return self.net(self.norm(x.float()))[:, :, track.shape[1] // 2]
+
+
 class BallActionModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = c = config
         self.encoder = timm.create_model(c.encoder, pretrained=False, features_only=True, in_chans=c.stack,
                                          out_indices=(c.feature_stage,), drop_path_rate=c.drop_path)
+        enc_channels = self.encoder.feature_info.channels()[-1]
+        if c.track_frames:
+            self.ball = BallHead(enc_channels)
         if c.pretrained_weights:
             self._load_encoder(Path(c.pretrained_weights))
         self._freeze_unused_encoder_stages()
         # Channels-last convolutions: on CUDA what tensor cores want; on a CPU (oneDNN) the
         # encoder runs about 2x faster too (bench/infer.py).
         self.encoder.to(memory_format=torch.channels_last)
-        enc_channels = self.encoder.feature_info.channels()[-1]
         self.proj = nn.Sequential(nn.Conv2d(enc_channels, c.proj_channels, 1, bias=False),
                                   nn.BatchNorm2d(c.proj_channels), nn.SiLU())
         rates = torch.linspace(0, c.drop_path, max(c.blocks_3d, 1)).tolist()
@@ -141,6 +216,9 @@ class BallActionModel(nn.Module):
         self.pool = GeM(c.gem_p)
         self.dropout = nn.Dropout(c.dropout)
         width = c.stack_channels * c.stacks
+        if c.track_frames:
+            self.track_net = TrackNet()
+            width += TRACK_CHANNELS
         self.head = nn.Linear(width, c.num_classes)
         self.team_head = nn.Linear(width, c.num_classes)
 
@@ -165,6 +243,10 @@ class BallActionModel(nn.Module):
         if not path.is_file():
             raise BallspotError(f"{path}: pretrained weights file not found")
         state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu")
+        # Encoder pretraining also saves its ball detector (``ball.*``), which the track uses.
+        ball = {k[len(BALL_PREFIX):]: state.pop(k) for k in [k for k in state if k.startswith(BALL_PREFIX)]}
+        if ball and self.config.track_frames:
+            self.ball.load_state_dict(ball)
         if self.config.stack != 3 and "conv_stem.weight" in state:
             w = state["conv_stem.weight"]
             state["conv_stem.weight"] = w.mean(1, keepdim=True).repeat(1, self.config.stack, 1, 1) * 3 / self.config.stack
@@ -172,27 +254,41 @@ class BallActionModel(nn.Module):
         if len(missing) > len(state):
             raise BallspotError(f"{path}: does not fit encoder {self.config.encoder} ({len(missing)} weights missing)")
 
-    def forward_stacks(self, stacks: torch.Tensor) -> torch.Tensor:
-        """(N, stack, H, W) normalised frames -> (N, C, h, w) features. The expensive part."""
-        feats = self.proj(self.encoder(stacks.contiguous(memory_format=torch.channels_last))[-1])
-        # The 3D part gets the ordinary layout, in training as in inference (cached stacks).
-        return feats.contiguous()
+    def encode(self, stacks: torch.Tensor) -> torch.Tensor:
+        """(N, stack, H, W) normalised frames -> the encoder's feature map (channels-last)."""
+        return self.encoder(stacks.contiguous(memory_format=torch.channels_last))[-1]
 
-    def forward_head(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S, C, h, w) stack features -> class logits (B, K), team logits (B, K)."""
+    def forward_stacks(self, stacks: torch.Tensor, track: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(N, stack, H, W) normalised frames -> (N, C, h, w) features. The expensive part.
+        With ``track``, also the ball's track point of each stack (N, 3) (``BallHead.locate``)."""
+        enc = self.encode(stacks)
+        # The 3D part gets the ordinary layout, in training as in inference (cached stacks).
+        feats = self.proj(enc).contiguous()
+        if not track:
+            return feats
+        return feats, BallHead.locate(self.ball(enc))
+
+    def forward_head(self, feats: torch.Tensor, track: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, C, h, w) stack features [+ (B, track_frames, 3) track] -> class logits (B, K),
+        team logits (B, K)."""
         x = feats.permute(0, 2, 1, 3, 4)  # (B, C, S, h, w): the stacks are the 3D part's time
         x = self.stack_proj(self.blocks(x))  # (B, C', S, h, w)
         b, c, s, h, w = x.shape
         x = x.permute(0, 2, 1, 3, 4).reshape(b, s * c, h, w)  # stacks concatenated as channels
-        x = self.dropout(self.pool(x))
+        x = self.pool(x)
+        if self.config.track_frames:
+            if track is None:
+                raise ValueError("this model also needs the ball's track (track_frames > 0)")
+            x = torch.cat([x, self.track_net(track)], 1)
+        x = self.dropout(x)
         return self.head(x), self.team_head(x)
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, H, W) normalised frames -> class logits, team logits."""
+    def forward(self, frames: torch.Tensor, track: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, H, W) normalised frames [+ (B, track_frames, 3) track] -> class logits, team logits."""
         b, t, h, w = frames.shape
         c = self.config
         feats = self.forward_stacks(frames.reshape(b * c.stacks, c.stack, h, w))
-        return self.forward_head(feats.reshape(b, c.stacks, *feats.shape[1:]))
+        return self.forward_head(feats.reshape(b, c.stacks, *feats.shape[1:]), track)
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Why: the seed starts its encoder from ImageNet weights. Offline there are none, 
 to find a 3-pixel ball from event labels alone is slow on a CPU. Synthetic games carry a
 sidecar (``positions.npz``) with the ball's and the players' drawn pixels on every frame, so
 the encoder can first learn, densely and cheaply, the features spotting depends on: the
-ball's cell on the feature map, its height, its motion in each half of the stack (so a
+ball's cell on the feature map and its place inside the cell (the ball detector that
+``ModelConfig.track_frames`` uses, saved with the encoder), its height, its motion in each half of the stack (so a
 change of speed or direction inside one stack shows), whether it is touched (its velocity
 jumps) within the stack, and which cells hold home or away players. The result is an
 encoder weights file that ``ModelConfig.pretrained_weights`` takes exactly as it takes
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from core.errors import BallspotError
-from core.model import BallActionModel, ModelConfig, normalise
+from core.model import BALL_PREFIX, BallActionModel, BallHead, ModelConfig, normalise
 from core.store import Store
 from core.synth import SIDECAR
 from core.video import fit_geometry
@@ -41,7 +42,9 @@ class PretrainConfig:
     batch: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.01
-    #: Loss weights of the player-presence maps and the ball's height/motion regression.
+    #: Loss weights of the ball's place inside its cell, the player-presence maps and the
+    #: ball's height/motion regression.
+    offset_weight: float = 2.0
     players_weight: float = 0.5
     motion_weight: float = 0.5
     touch_weight: float = 0.5
@@ -88,25 +91,36 @@ def load_sidecar(path: Path, size: tuple[int, int]) -> Sidecar:
 
 
 class PretrainNet(nn.Module):
-    """The ball-action model's encoder and projection with a dense 1x1 head: channel 0 ball
-    logits, 1-2 home/away presence, then at the ball's cell the ``MOTION`` regression targets
+    """The ball-action model's encoder with the ball detector (``BallHead``: channel 0 ball
+    logits, 1-2 the ball's offset inside its cell) and, on the projection, a dense 1x1 head:
+    channels 3-4 home/away presence, then at the ball's cell the ``MOTION`` regression targets
     (height, motion (u, v) in the first and second half of the stack) and the touch logit."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         model = BallActionModel(config)
         self.encoder, self.proj = model.encoder, model.proj
-        self.head = nn.Conv2d(config.proj_channels, 4 + MOTION, 1)
+        self.ball = BallHead(self.encoder.feature_info.channels()[-1])
+        self.head = nn.Conv2d(config.proj_channels, 3 + MOTION, 1)
 
     def forward(self, stacks: torch.Tensor) -> torch.Tensor:
-        # The model's own 2D pass (it uses only ``encoder`` and ``proj``, which this net holds),
-        # so pretraining sees the stacks exactly as training and inference do.
-        return self.head(BallActionModel.forward_stacks(self, stacks))
+        # The model's own 2D pass (``encode``, then ``proj``), so pretraining sees the stacks
+        # exactly as training and inference do.
+        enc = BallActionModel.encode(self, stacks)
+        return torch.cat([self.ball(enc), self.head(self.proj(enc))], 1)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights and the ball detector's (``BALL_PREFIX``), as one file holds them."""
+        state = {k: v for k, v in self.encoder.state_dict().items()}
+        state.update({BALL_PREFIX + k: v for k, v in self.ball.state_dict().items()})
+        return {k: v.detach().contiguous() for k, v in state.items()}
 
 
 def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int, grid: tuple[int, int],
            rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-    """Stacks centred on random frames, with cell targets on the (gh, gw) feature grid."""
+    """Stacks centred on random frames, with cell targets on the (gh, gw) feature grid: the
+    ball's cell (-1: not in the picture), its ``MOTION`` targets, its offset inside the cell
+    (-0.5..0.5 cells), the touch flag and the players' presence maps."""
     gh, gw = grid
     h, w = config.input_size
     sy, sx = h / gh, w / gw
@@ -114,6 +128,7 @@ def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int,
     x = np.empty((n, config.stack, h, w), np.uint8)
     ball_cell = np.full(n, -1, np.int64)
     motion = np.zeros((n, MOTION), np.float32)
+    offset = np.zeros((n, 2), np.float32)
     touch = np.zeros(n, np.float32)
     presence = np.zeros((n, 2, gh, gw), np.float32)
     for k in range(n):
@@ -129,8 +144,10 @@ def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int,
             u, pu = w - 1 - u, w - 1 - pu
         gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-15, 15)
         x[k] = np.clip(clip.astype(np.float32) * gain + bias, 0, 255)
-        if 0 <= u < w and 0 <= v < h:
-            ball_cell[k] = int(v // sy) * gw + int(u // sx)
+        cx, cy = u + 0.5, v + 0.5  # continuous coordinates: pixel i spans [i, i + 1), a flip maps x to w - x
+        if 0 <= cx < w and 0 <= cy < h:
+            ball_cell[k] = int(cy // sy) * gw + int(cx // sx)
+            offset[k] = (cx / sx % 1 - 0.5, cy / sy % 1 - 0.5)
             mid = idx[len(idx) // 2]  # the centre frame (of an even stack: the later central one)
             d1 = (side.ball[mid] - side.ball[idx[0]]) / np.array([sx, sy])
             d2 = (side.ball[idx[-1]] - side.ball[mid]) / np.array([sx, sy])
@@ -142,8 +159,8 @@ def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int,
         for t in (0, 1):
             m = inside & (side.team == t)
             presence[k, t, (pv[m] // sy).astype(int), (pu[m] // sx).astype(int)] = 1.0
-    return (torch.from_numpy(x), torch.from_numpy(ball_cell), torch.from_numpy(motion), torch.from_numpy(touch),
-            torch.from_numpy(presence))
+    return (torch.from_numpy(x), torch.from_numpy(ball_cell), torch.from_numpy(motion), torch.from_numpy(offset),
+            torch.from_numpy(touch), torch.from_numpy(presence))
 
 
 def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, workspace: Workspace,
@@ -176,21 +193,22 @@ def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, wo
     net.train()
     t0 = time.perf_counter()
     for step in range(config.steps):
-        x, cell, motion, touch, presence = _batch(games, model_config, config.batch, grid, rng)
+        x, cell, motion, offset, touch, presence = _batch(games, model_config, config.batch, grid, rng)
         out_map = net(normalise(x))
         b = out_map.shape[0]
         seen = cell >= 0
         flat = out_map[:, 0].reshape(b, -1)
-        players_loss = F.binary_cross_entropy_with_logits(out_map[:, 1:3], presence)
+        players_loss = F.binary_cross_entropy_with_logits(out_map[:, 3:5], presence)
         if seen.any():
             ball_loss = F.cross_entropy(flat[seen], cell[seen])
-            at = out_map[:, 3:].reshape(b, MOTION + 1, -1)[seen, :, cell[seen]]  # the ball's cell only
-            motion_loss = F.smooth_l1_loss(at[:, :MOTION], motion[seen])
-            touch_loss = F.binary_cross_entropy_with_logits(at[:, MOTION], touch[seen])
+            at = out_map[:, 1:].reshape(b, 4 + MOTION + 1, -1)[seen, :, cell[seen]]  # the ball's cell only
+            offset_loss = F.smooth_l1_loss(at[:, :2], offset[seen])
+            motion_loss = F.smooth_l1_loss(at[:, 4:4 + MOTION], motion[seen])
+            touch_loss = F.binary_cross_entropy_with_logits(at[:, 4 + MOTION], touch[seen])
         else:  # no ball in the picture in this whole batch
-            ball_loss = motion_loss = touch_loss = flat.sum() * 0
-        loss = (ball_loss + config.players_weight * players_loss + config.motion_weight * motion_loss
-                + config.touch_weight * touch_loss)
+            ball_loss = offset_loss = motion_loss = touch_loss = flat.sum() * 0
+        loss = (ball_loss + config.offset_weight * offset_loss + config.players_weight * players_loss
+                + config.motion_weight * motion_loss + config.touch_weight * touch_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -203,6 +221,6 @@ def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, wo
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
-    save_file({k: v.detach().contiguous() for k, v in net.encoder.state_dict().items()}, str(tmp))
+    save_file(net.weights(), str(tmp))
     tmp.replace(out)
     return out

@@ -29,7 +29,7 @@ import yaml
 from timm.utils import ModelEmaV3
 
 from core.errors import BallspotError
-from core.infer import InferConfig, events_from_scores, frame_scores
+from core.infer import InferConfig, events_from_scores, frame_scores, frame_tracks, track_windows
 from core.labels import CLASS_INDEX, CLASSES, FPS, NUM_CLASSES, REVIEW_SOURCES, TARGET_SOURCES, TEAMS_ROLE, frame_to_ms
 from core.metrics import GameEvents, average_map
 from core.model import BallActionModel, ModelConfig, normalise, save
@@ -130,6 +130,9 @@ class GameData:
     #: on windows around its reviewed events and rejected predictions, never on random frames,
     #: since an unreviewed stretch may hold events nobody labelled yet.
     partial: bool = False
+    #: (N, 3) the ball's track point of every frame (``core.infer.frame_tracks``), for models
+    #: with ``track_frames``; computed once per run by the frozen ball detector.
+    track: np.ndarray | None = None
 
     def window(self, centre: int, config: ModelConfig) -> np.ndarray:
         idx = np.clip(centre + config.frame_step * (np.arange(config.frames) - config.frames // 2), 0, self.n_frames - 1)
@@ -270,33 +273,50 @@ class ClipDataset(torch.utils.data.Dataset):
             centre = int(np.clip(centre + rng.integers(-1, 2), 0, g.n_frames - 1))  # +-1 frame shake
         frames = g.window(centre, mc)
         y, team, mask = targets(g, centre, self.config.target_window)
+        track = (track_windows(g.track, np.array([centre]), mc)[0].copy() if g.track is not None
+                 else np.zeros((0, 3), np.float32))
         if self.config.augment:
-            frames, team = augment(frames, team, mask, mc.team_mode, rng)
+            # The track's frames on the clip's time axis (0 = the centre), for the camera pan.
+            times = mc.track_offsets() / max(mc.frame_step * (mc.frames - 1), 1)
+            frames, team, track = augment(frames, team, mask, mc.team_mode, rng, track, times)
         return torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(y), torch.from_numpy(team), \
-            torch.from_numpy(mask)
+            torch.from_numpy(mask), torch.from_numpy(np.ascontiguousarray(track, np.float32))
 
 
-def augment(frames: np.ndarray, team: np.ndarray, mask: np.ndarray, team_mode: str,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Flip, brightness and contrast, a small affine, and a simulated camera pan across the clip."""
+def augment(frames: np.ndarray, team: np.ndarray, mask: np.ndarray, team_mode: str, rng: np.random.Generator,
+            track: np.ndarray | None = None, times: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Flip, brightness and contrast, a small affine, and a simulated camera pan across the clip.
+    The ball's ``track`` (u, v as fractions of the picture around its centre, at ``times`` on the
+    clip's time axis: -0.5 first frame, 0.5 last) moves with the picture."""
     import cv2
 
     t, h, w = frames.shape
-    if rng.random() < 0.5:
+    flip = rng.random() < 0.5
+    if flip:
         frames = frames[:, :, ::-1]
         if team_mode == "side":
             team = np.where(mask > 0, 1 - team, team)
     scale = 1 + rng.uniform(-0.05, 0.05)
     angle = rng.uniform(-3, 3)
     pan = rng.uniform(-0.03, 0.03, 2) * (w, h)  # the camera drifts over the clip
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
     out = np.empty_like(frames)
     for k in range(t):
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-        m[:, 2] += pan * (k / max(t - 1, 1) - 0.5)
-        out[k] = cv2.warpAffine(np.ascontiguousarray(frames[k]), m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        mk = m.copy()
+        mk[:, 2] += pan * (k / max(t - 1, 1) - 0.5)
+        out[k] = cv2.warpAffine(np.ascontiguousarray(frames[k]), mk, (w, h), borderMode=cv2.BORDER_REFLECT)
     gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
     out = np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
-    return out, team
+    if track is not None and len(track):
+        track = track.copy()
+        if flip:
+            track[:, 0] = -track[:, 0]
+        # Pixel-index coordinates (what warpAffine maps), moved, and back.
+        xy = (track[:, :2] + 0.5) * (w, h) - 0.5
+        xy = xy @ m[:, :2].T + m[:, 2] + pan * np.asarray(times)[:, None]
+        track[:, :2] = (xy + 0.5) / (w, h) - 0.5
+    return out, team, track
 
 
 # --------------------------------------------------------------------------- loss, schedule
@@ -393,10 +413,14 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         from core.model import load as load_model
         model.load_state_dict(load_model(init).state_dict())
     model.to(device)
-    ema = ModelEmaV3(model, decay=config.ema)
-    frozen = config.encoder_lr_scale == 0
+    # A model that sees the ball's track keeps its encoder and ball detector as they are: the
+    # track of every frame is computed once, here, from them.
+    frozen = config.encoder_lr_scale == 0 or config.model.track_frames > 0
+    if config.model.track_frames:
+        model.ball.requires_grad_(False)
     if frozen:
         model.encoder.requires_grad_(False)
+    ema = ModelEmaV3(model, decay=config.ema)
     encoder_ids = {id(p) for p in model.encoder.parameters()}
     groups = [{"params": [p for p in model.parameters() if id(p) not in encoder_ids and p.requires_grad]}]
     if not frozen:
@@ -423,6 +447,8 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"], state["best"], state["history"]
+    if config.model.track_frames:
+        add_tracks(model, train_games, config, device, progress if rank == 0 else None)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
@@ -439,13 +465,15 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         net.train()
         if frozen:
             model.encoder.eval()  # keep the pretrained batch-norm statistics
+        if config.model.track_frames:
+            model.ball.eval()
         t0, seen, running, running_class = time.perf_counter(), 0, 0.0, 0.0
-        for step, (frames, y, team, mask) in enumerate(loader):
+        for step, (frames, y, team, mask, track) in enumerate(loader):
             if step >= steps_per_epoch:
                 break
-            frames, y, team, mask = (t.to(device, non_blocking=True) for t in (frames, y, team, mask))
+            frames, y, team, mask, track = (t.to(device, non_blocking=True) for t in (frames, y, team, mask, track))
             with autocast:
-                logits, team_logits = net(normalise(frames))
+                logits, team_logits = net(normalise(frames), track if config.model.track_frames else None)
                 loss = focal_loss(logits.float(), y, config.focal_gamma)
                 team_loss = (F.binary_cross_entropy_with_logits(team_logits.float(), team, reduction="none")
                              * mask).sum() / mask.sum().clamp(min=1)
@@ -519,6 +547,23 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         dist.barrier()
         dist.destroy_process_group()
     return registered
+
+
+def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device,
+               progress: Progress | None = None) -> None:
+    """The ball's track of every frame of ``games`` by the model's (frozen) ball detector: what
+    its heads see around each sample's centre, read from here rather than recomputed per sample."""
+    size = tuple(config.model.input_size)
+    t0 = time.perf_counter()
+    for k, g in enumerate(games):
+        if g.frames is not None:
+            g.track = frame_tracks(model, iter(g.frames), config.valid_batch, str(device))
+        else:
+            with FrameReader(g.video, size, rate=FPS) as reader:
+                g.track = frame_tracks(model, reader, config.valid_batch, str(device))
+        g.n_frames = min(g.n_frames, len(g.track))
+        if progress is not None:
+            progress({"phase": "track", "game": k + 1, "games": len(games), "seconds": time.perf_counter() - t0})
 
 
 def _pretrained_encoder(config: TrainConfig, store: Store, workspace: Workspace, out: Path, rank: int, world: int,

@@ -33,8 +33,28 @@ def model():
     return BallActionModel(ModelConfig(**TINY)).eval()
 
 
+@pytest.fixture(scope="module")
+def tracked():
+    """A model whose heads also see the ball's track over 15 frames (wider than its clip)."""
+    torch.manual_seed(1)
+    m = BallActionModel(ModelConfig(**TINY, track_frames=15)).eval()
+    with torch.no_grad():
+        m.ball.net[-1].weight.mul_(20)
+    return m
+
+
+@pytest.fixture(scope="module")
+def noise(clip):
+    """Frames of noise: an untrained ball detector points somewhere else on each (on a real
+    clip its features hardly change), so a track point taken from the wrong frame shows."""
+    return np.random.default_rng(0).integers(0, 256, clip.shape, dtype=np.uint8)
+
+
 @pytest.mark.parametrize("tta", [False, True])
-def test_cached_inference_equals_uncached(model, clip, tta):
+@pytest.mark.parametrize("kind", ["model", "tracked"])
+def test_cached_inference_equals_uncached(request, clip, noise, tta, kind):
+    model = request.getfixturevalue(kind)
+    clip = noise if kind == "tracked" else clip
     config = InferConfig(batch=7, tta=tta)
     cached = frame_scores(model, iter(clip), config)
     full = frame_scores_uncached(model, clip, config)
@@ -54,6 +74,33 @@ def test_flip_tta_is_the_mean_of_both_views(model, clip):
     f = frame_scores_uncached(side, clip[..., ::-1].copy(), InferConfig(tta=False)).team
     both = frame_scores(side, iter(clip), InferConfig(tta=True)).team
     assert np.abs(both - (p + (1 - f)) / 2).max() < 1e-5, "a flip swaps left and right"
+
+
+def test_the_track_is_where_the_ball_detector_points(tracked, noise):
+    """Each frame's track point is the detector's most likely cell plus its offset there, as a
+    fraction of the picture around its centre, and the detector's confidence."""
+    from core.infer import frame_tracks
+    from core.model import normalise
+
+    clip = noise
+    track = frame_tracks(tracked, iter(clip), batch=8)
+    assert track.shape == (len(clip), 3)
+    assert len(np.unique(track[:, :2].round(3), axis=0)) > 3, "the point moves from frame to frame"
+    f, lead = 20, tracked.config.stack_lead
+    stack = torch.from_numpy(clip[[f - lead, f, f + lead]][None])
+    with torch.no_grad():
+        maps = tracked.ball(tracked.encode(normalise(stack)))[0]
+    h, w = maps.shape[1:]
+    cell = int(maps[0].argmax())
+    u = (cell % w + 0.5 + float(maps[1].flatten()[cell])) / w - 0.5
+    v = (cell // w + 0.5 + float(maps[2].flatten()[cell])) / h - 0.5
+    assert np.allclose(track[f, :2], (u, v), atol=1e-5)
+    assert np.isclose(track[f, 2], float(maps[0].flatten().softmax(0).max()), atol=1e-5)
+    # The ends repeat the first and last frames, as inference's windows do.
+    first = torch.from_numpy(clip[[0, 0, lead]][None])
+    with torch.no_grad():
+        _, point = tracked.forward_stacks(normalise(first), track=True)
+    assert np.allclose(track[0], point[0].numpy(), atol=1e-5)
 
 
 def test_events_from_score_curves():
@@ -143,7 +190,10 @@ def test_infer_and_evaluate_from_the_command_line(model, tmp_path):
 
 
 @pytest.mark.parametrize("n, batch", [(1, 4), (3, 5), (15, 16), (47, 16), (20, 32)])
-def test_scores_have_one_row_per_frame_whatever_the_batch(model, clip, n, batch):
+@pytest.mark.parametrize("kind", ["model", "tracked"])
+def test_scores_have_one_row_per_frame_whatever_the_batch(request, clip, noise, n, batch, kind):
+    model = request.getfixturevalue(kind)
+    clip = noise if kind == "tracked" else clip
     config = InferConfig(batch=batch, tta=False)
     cached = frame_scores(model, iter(clip[:n]), config)
     assert len(cached.scores) == n

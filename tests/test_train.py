@@ -140,8 +140,12 @@ def test_pretraining_learns_where_the_ball_is_and_feeds_the_encoder(ws, tmp_path
     assert last >= 0.5 and last > first + 0.3, records
     state = load_file(str(path))
     config.model.pretrained_weights = str(path)
-    encoder = BallActionModel(config.model).encoder.state_dict()
-    assert all(np.array_equal(encoder[k].numpy(), v.numpy()) for k, v in state.items())
+    config.model.track_frames = 15
+    model = BallActionModel(config.model)
+    encoder, ball = model.encoder.state_dict(), model.ball.state_dict()
+    assert all(np.array_equal(encoder[k].numpy(), v.numpy()) for k, v in state.items() if not k.startswith("ball."))
+    assert set(ball) == {k[5:] for k in state if k.startswith("ball.")}, "the ball detector is saved with the encoder"
+    assert all(np.array_equal(ball[k[5:]].numpy(), v.numpy()) for k, v in state.items() if k.startswith("ball."))
 
 
 def test_pretraining_touch_target_marks_the_kicks_of_labelled_events(ws):
@@ -183,10 +187,11 @@ def test_pretraining_targets_follow_the_ball_through_the_stack_and_its_mirror_im
     side = Sidecar(ball, np.zeros(n, np.float32), touch, np.full((n, 22, 2), -100.0, np.float32),
                    np.zeros(22, np.int64))
     frames = np.zeros((n, h, w), np.uint8)
-    x, cell, motion, touched, presence = _batch([(frames, side)], mc, 64, grid, np.random.default_rng(0))
+    x, cell, motion, offset, touched, presence = _batch([(frames, side)], mc, 64, grid, np.random.default_rng(0))
     d1, d2 = step * 0.5 / sx, step * 3.0 / sx
-    straight = int(ball[step, 0] // sx)
-    mirrored = int((w - 1 - ball[step, 0]) // sx)
+    centre = ball[step, 0] + 0.5  # pixel i's centre is at i + 0.5
+    straight = int(centre // sx)
+    mirrored = int((w - centre) // sx)
     assert straight != mirrored
     flipped = cell.numpy() % grid[1] == mirrored
     assert 0 < flipped.sum() < 64  # both kinds drawn
@@ -195,12 +200,16 @@ def test_pretraining_targets_follow_the_ball_through_the_stack_and_its_mirror_im
     assert np.allclose(motion[:, 1].numpy(), sign * d1, atol=1e-5)
     assert np.allclose(motion[:, 3].numpy(), sign * d2, atol=1e-5)
     assert np.allclose(motion[:, [0, 2, 4]].numpy(), 0.0, atol=1e-5)
+    # The ball's place inside its cell, from the cell's centre; mirrored with the picture.
+    inside = np.where(flipped, (w - centre) / sx - mirrored, centre / sx - straight) - 0.5
+    assert np.allclose(offset[:, 0].numpy(), inside, atol=1e-5)
+    assert np.allclose(offset[:, 1].numpy(), (1.5 * sy + 0.5) / sy - 1.5, atol=1e-5)
     assert touched.numpy().tolist() == [1.0] * 64
     assert presence.sum() == 0
 
     touch[:] = 0.0
     touch[0] = 20.0  # a touch on the stack's first frame cannot be seen inside it
-    _, _, _, touched, _ = _batch([(frames, side)], mc, 8, grid, np.random.default_rng(1))
+    _, _, _, _, touched, _ = _batch([(frames, side)], mc, 8, grid, np.random.default_rng(1))
     assert touched.sum() == 0
 
 
@@ -234,3 +243,84 @@ def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path
         row = train(config, store, workspace, out=tmp_path / "run")
     trained = json.loads(row["metrics"])["valid_map@1"]
     assert trained >= 0.25 and trained >= 2 * untrained["mAP@1"], (trained, untrained["mAP@1"])
+
+
+def test_augmentation_moves_the_ball_track_with_the_picture():
+    """Flip, zoom, rotation and the camera pan move the track points where the pictures move the
+    ball: a bright dot drawn at a track point is found at the augmented point, frame by frame."""
+    from core.train import augment
+
+    mc = TrainConfig.load(TINY).model
+    mc.track_frames = 15
+    h, w = mc.input_size
+    t = mc.frames
+    rng = np.random.default_rng(3)
+    xy = np.column_stack([30 + 4 * np.arange(t), 20 + 2 * np.arange(t)]).astype(float)  # a moving dot
+    frames = np.zeros((t, h, w), np.uint8)
+    for k, (x, y) in enumerate(xy):
+        frames[k, int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 255
+    # The track's entries at the clip's frames (offsets shared) carry the dot; the others zero.
+    offsets = mc.track_offsets()
+    clip_offsets = mc.frame_step * (np.arange(t) - t // 2)
+    track = np.zeros((mc.track_frames, 3), np.float32)
+    at = {int(o): j for j, o in enumerate(offsets)}
+    for k, o in enumerate(clip_offsets):
+        track[at[int(o)], :2] = ((xy[k] + 0.5) / (w, h)) - 0.5
+    times = offsets / (mc.frame_step * (t - 1))
+    flips = 0
+    for _ in range(6):
+        out, _, moved = augment(frames, np.zeros(12, np.float32), np.zeros(12, np.float32), "role", rng, track, times)
+        for k, o in enumerate(clip_offsets):
+            img = out[k].astype(float)
+            img = np.where(img > img.max() * 0.5, img, 0)
+            ys, xs = np.nonzero(img)
+            found = np.array([np.average(xs, weights=img[ys, xs]), np.average(ys, weights=img[ys, xs])])
+            expected = (moved[at[int(o)], :2] + 0.5) * (w, h) - 0.5
+            assert np.abs(found - expected).max() < 0.6, (k, found, expected)
+        flips += moved[at[0], 0] * track[at[0], 0] < 0
+    assert 0 < flips < 6, "both the flipped and the straight picture were checked"
+
+
+def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_its_track(ws, tmp_path):
+    """``track_frames``: pretraining's ball detector comes into the model and stays as it is
+    (the encoder too: the track of every frame is computed once, from them); each sample
+    carries the track points of the frames around its centre; the saved model scores a game."""
+    import torch
+    from safetensors.torch import load_file
+
+    from core.infer import InferConfig, frame_scores
+    from core.model import load, normalise
+    from core.train import ClipDataset, add_tracks
+
+    data = yaml.safe_load(TINY.read_text())
+    data["model"]["track_frames"] = 15
+    data.update(epochs=1, samples_per_epoch=64, encoder_lr_scale=1.0)  # the track freezes the encoder anyway
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = TrainConfig.load(path)
+    with Store.open(ws) as store:
+        row = train(config, store, ws, out=tmp_path / "run")
+        games = load_games(store, ws, ["train"], config)
+        valid = load_games(store, ws, ["valid"], config)
+    model = load(row["path"])
+    pretrained = load_file(str(tmp_path / "run" / "encoder.safetensors"))
+    for name, module in (("ball.", model.ball), ("", model.encoder)):
+        state = module.state_dict()
+        for k, v in pretrained.items():
+            if k.startswith(name) and (name or not k.startswith("ball.")):
+                assert torch.allclose(state[k[len(name):]].float(), v.float(), atol=1e-6), k
+
+    add_tracks(model, games, config, torch.device("cpu"))
+    config.augment = False
+    centre = 30
+    track = ClipDataset(games, [(0, centre, "random")], config, seed=0)[0][4].numpy()
+    assert track.shape == (15, 3)
+    lead = config.model.frame_step
+    for j, offset in ((7, 0), (0, -14), (14, 14)):
+        f = centre + offset
+        stack = torch.from_numpy(np.asarray(games[0].frames[[f - lead, f, f + lead]])[None])
+        with torch.no_grad():
+            _, point = model.forward_stacks(normalise(stack), track=True)
+        assert np.allclose(track[j], point[0].numpy(), atol=1e-5), (j, track[j], point)
+    scores = frame_scores(model, iter(valid[0].frames), InferConfig(tta=True, batch=8))
+    assert scores.scores.shape == (valid[0].n_frames, 12) and np.isfinite(scores.scores).all()
