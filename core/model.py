@@ -291,6 +291,16 @@ class BallActionModel(nn.Module):
         return self.forward_head(feats.reshape(b, c.stacks, *feats.shape[1:]), track)
 
 
+def has_ball_detector(path: str | Path | None) -> bool:
+    """Whether an encoder weights file also holds a trained ball detector (``BALL_PREFIX``)."""
+    if not path or not Path(path).is_file() or Path(path).suffix != ".safetensors":
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return any(k.startswith(BALL_PREFIX) for k in f.keys())
+
+
 def normalise(frames: torch.Tensor) -> torch.Tensor:
     """uint8 grey levels -> floats around 0, as the model sees them."""
     return frames.float().div_(255.0).sub_(0.5).mul_(4.0)

@@ -32,7 +32,7 @@ from core.errors import BallspotError
 from core.infer import InferConfig, events_from_scores, frame_scores, frame_tracks, track_windows
 from core.labels import CLASS_INDEX, CLASSES, FPS, NUM_CLASSES, REVIEW_SOURCES, TARGET_SOURCES, TEAMS_ROLE, frame_to_ms
 from core.metrics import GameEvents, average_map
-from core.model import BallActionModel, ModelConfig, normalise, save
+from core.model import BallActionModel, ModelConfig, has_ball_detector, normalise, save
 from core.pretrain import NoSidecarError, PretrainConfig, pretrain
 from core.store import Store
 from core.video import FrameReader, read_frames
@@ -408,6 +408,11 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     out = Path(out)
     if config.pretrain.steps and init is None and not config.model.pretrained_weights:
         config.model.pretrained_weights = _pretrained_encoder(config, store, workspace, out, rank, world, progress)
+    if config.model.track_frames and init is None and not has_ball_detector(config.model.pretrained_weights):
+        raise BallspotError(
+            f"track_frames ({config.model.track_frames}) needs a trained ball detector: pretraining on synthetic "
+            "games with a sidecar (pretrain: steps > 0) writes one, a model that has one can be the start "
+            "(--init), or set model.track_frames: 0")
     model = BallActionModel(config.model)
     if init is not None:
         from core.model import load as load_model

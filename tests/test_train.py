@@ -227,6 +227,24 @@ def test_pretraining_without_sidecars_is_skipped_with_a_message(tmp_path):
     assert not (tmp_path / "e.safetensors").exists()
 
 
+def test_a_track_without_a_trained_ball_detector_is_refused_before_training(tmp_path):
+    """Real games have no sidecar to pretrain the ball detector on; a model whose heads read
+    the ball's track would then learn from noise. The run stops first and says what to do."""
+    from conftest import annotation, make_game
+    from core.errors import BallspotError
+
+    workspace = Workspace.at(tmp_path / "ws").ensure()
+    make_game(tmp_path / "src", "league/game", [annotation(10)], video_frames=60)
+    config = TrainConfig.load(TINY)
+    config.model.track_frames = 15
+    with Store.open(workspace) as store:
+        import_source(store, tmp_path / "src", workspace=workspace, split="train")
+        with pytest.raises(BallspotError, match="ball detector.*--init.*track_frames: 0"):
+            train(config, store, workspace, out=tmp_path / "run")
+        assert not store.models()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path):
     """The loop learns: pretraining + tiny.yaml on a 1-minute game, scored (mAP@1) on that
     same game against the untrained model. Held-out learnability is bench/learn.py's job."""
