@@ -172,7 +172,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(f"pretrain {record['step']}/{record['steps']} ball found "
                                     f"{record['ball_cell_accuracy']:.0%}", refresh=True)
         elif record.get("phase") == "track":
-            bar.set_postfix_str(f"ball track of game {record['game']}/{record['games']}", refresh=True)
+            if "skipped" in record:
+                bar.write(record["skipped"])
+            else:
+                bar.set_postfix_str(f"ball track of game {record['game']}/{record['games']}", refresh=True)
         elif "valid_map" in record:
             bar.update(1)
             vm = record["valid_map"]

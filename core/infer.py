@@ -183,11 +183,13 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
 
 @torch.inference_mode()
 def frame_tracks(model: BallActionModel, frames: Iterable[np.ndarray], batch: int = 64,
-                 device: str | None = None) -> np.ndarray:
+                 device: str | None = None, amp: bool = True) -> np.ndarray:
     """The ball's track point (u, v, confidence; ``BallHead.locate``) of every frame of a
-    stream: the ball detector on the stack centred on the frame (clamped at the ends)."""
+    stream: the ball detector on the stack centred on the frame (clamped at the ends), at the
+    precision ``frame_scores`` computes it (``amp``: float16 on CUDA)."""
     dev = pick_device(device)
     model = model.to(dev).eval()
+    autocast = torch.autocast("cuda", dtype=torch.float16, enabled=amp and dev.type == "cuda")
     mc = model.config
     buf = _Frames(frames)
     out, t = [], 0
@@ -197,7 +199,8 @@ def frame_tracks(model: BallActionModel, frames: Iterable[np.ndarray], batch: in
             break
         idx = range(t, min(t + batch, buf.read) if buf.done else t + batch)
         x = np.stack([np.stack([buf.get(f - mc.stack_lead + k * mc.frame_step) for k in range(mc.stack)]) for f in idx])
-        _, point = model.forward_stacks(normalise(torch.from_numpy(x).to(dev)), track=True)
+        with autocast:
+            _, point = model.forward_stacks(normalise(torch.from_numpy(x).to(dev)), track=True)
         out.append(point.float().cpu().numpy())
         t = idx[-1] + 1
         buf.forget_before(t - mc.stack_lead)
@@ -223,7 +226,7 @@ def frame_scores_uncached(model: BallActionModel, frames: np.ndarray, config: In
     tracks = None
     if mc.track_frames:
         views = [frames, frames[..., ::-1]] if cfg.tta else [frames]
-        tracks = [torch.from_numpy(frame_tracks(model, iter(v), cfg.batch, cfg.device)) for v in views]
+        tracks = [torch.from_numpy(frame_tracks(model, iter(v), cfg.batch, cfg.device, cfg.amp)) for v in views]
     scores, teams, gaps = [], [], []
     for s in range(0, n, cfg.batch):
         x = normalise(torch.from_numpy(frames[index[s:s + cfg.batch]]).to(device))

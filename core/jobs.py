@@ -216,7 +216,8 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
                     report(0.1 * r["step"] / r["steps"], f"pretraining the encoder {r['step']}/{r['steps']}")
                 return
             if r.get("phase") == "track":
-                report(0.1, f"the ball's track of the training games: {r['game']}/{r['games']}")
+                report(0.1, r["skipped"] if "skipped" in r else
+                       f"the ball's track of the training games: {r['game']}/{r['games']}")
                 return
             done = (r["epoch"] - 1 + (r.get("step", r.get("steps", 1)) / max(1, r.get("steps", 1))
                                       if "valid_map" not in r else r["epoch"])) / config.epochs

@@ -293,12 +293,16 @@ class BallActionModel(nn.Module):
 
 def has_ball_detector(path: str | Path | None) -> bool:
     """Whether an encoder weights file also holds a trained ball detector (``BALL_PREFIX``)."""
-    if not path or not Path(path).is_file() or Path(path).suffix != ".safetensors":
+    if not path or not Path(path).is_file():
         return False
-    from safetensors import safe_open
+    if Path(path).suffix != ".safetensors":
+        keys = torch.load(path, map_location="cpu").keys()
+    else:
+        from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        return any(k.startswith(BALL_PREFIX) for k in f.keys())
+        with safe_open(str(path), "pt") as f:
+            keys = list(f.keys())
+    return any(k.startswith(BALL_PREFIX) for k in keys)
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:

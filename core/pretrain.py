@@ -28,7 +28,7 @@ from core.errors import BallspotError
 from core.model import BALL_PREFIX, BallActionModel, BallHead, ModelConfig, normalise
 from core.store import Store
 from core.synth import SIDECAR
-from core.video import fit_geometry
+from core.video import fit_points
 from core.workspace import Workspace
 
 
@@ -77,10 +77,8 @@ def load_sidecar(path: Path, size: tuple[int, int]) -> Sidecar:
     try:
         z = np.load(path)
         w, h = int(z["width"]), int(z["height"])
-        scale, _, _, top, left = fit_geometry((h, w), size)
-        shift = np.array([left, top], np.float32)
-        ball = z["ball_px"][:, :2] * scale + shift
-        players = z["players_px"][:, :22] * scale + shift
+        ball = fit_points(z["ball_px"][:, :2], (h, w), size)
+        players = fit_points(z["players_px"][:, :22], (h, w), size)
         velocity = np.diff(z["ball"].astype(np.float64), axis=0) * float(z["fps"])
         touch = np.zeros(len(ball), np.float32)
         touch[1:-1] = np.linalg.norm(np.diff(velocity, axis=0), axis=1)
@@ -155,6 +153,7 @@ def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int,
                 d1[0], d2[0] = -d1[0], -d2[0]
             motion[k] = (side.height[i] / 4.0, *d1, *d2)
             touch[k] = float(side.touch[idx[0] + 1:idx[-1]].max(initial=0.0) > TOUCH_MS)
+        pu, pv = pu + 0.5, pv + 0.5  # continuous, as the ball's
         inside = (pu >= 0) & (pu < w) & (pv >= 0) & (pv < h)
         for t in (0, 1):
             m = inside & (side.team == t)

@@ -276,11 +276,19 @@ class ClipDataset(torch.utils.data.Dataset):
         track = (track_windows(g.track, np.array([centre]), mc)[0].copy() if g.track is not None
                  else np.zeros((0, 3), np.float32))
         if self.config.augment:
-            # The track's frames on the clip's time axis (0 = the centre), for the camera pan.
-            times = mc.track_offsets() / max(mc.frame_step * (mc.frames - 1), 1)
-            frames, team, track = augment(frames, team, mask, mc.team_mode, rng, track, times)
+            frames, team, track = augment(frames, team, mask, mc.team_mode, rng, track, track_times(mc))
         return torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(y), torch.from_numpy(team), \
             torch.from_numpy(mask), torch.from_numpy(np.ascontiguousarray(track, np.float32))
+
+
+def pan_time(index: np.ndarray | float, frames: int) -> np.ndarray | float:
+    """Where clip frame ``index`` lies on the simulated camera pan: -0.5 first, 0.5 last."""
+    return np.asarray(index) / max(frames - 1, 1) - 0.5
+
+
+def track_times(config: ModelConfig) -> np.ndarray:
+    """The track's frames on the pan's time axis (they reach beyond the clip's ends)."""
+    return pan_time(config.track_offsets() / config.frame_step + config.frames // 2, config.frames)
 
 
 def augment(frames: np.ndarray, team: np.ndarray, mask: np.ndarray, team_mode: str, rng: np.random.Generator,
@@ -288,7 +296,7 @@ def augment(frames: np.ndarray, team: np.ndarray, mask: np.ndarray, team_mode: s
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Flip, brightness and contrast, a small affine, and a simulated camera pan across the clip.
     The ball's ``track`` (u, v as fractions of the picture around its centre, at ``times`` on the
-    clip's time axis: -0.5 first frame, 0.5 last) moves with the picture."""
+    pan, see ``track_times``) moves with the picture."""
     import cv2
 
     t, h, w = frames.shape
@@ -304,7 +312,7 @@ def augment(frames: np.ndarray, team: np.ndarray, mask: np.ndarray, team_mode: s
     out = np.empty_like(frames)
     for k in range(t):
         mk = m.copy()
-        mk[:, 2] += pan * (k / max(t - 1, 1) - 0.5)
+        mk[:, 2] += pan * pan_time(k, t)
         out[k] = cv2.warpAffine(np.ascontiguousarray(frames[k]), mk, (w, h), borderMode=cv2.BORDER_REFLECT)
     gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
     out = np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
@@ -409,10 +417,12 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     if config.pretrain.steps and init is None and not config.model.pretrained_weights:
         config.model.pretrained_weights = _pretrained_encoder(config, store, workspace, out, rank, world, progress)
     if config.model.track_frames and init is None and not has_ball_detector(config.model.pretrained_weights):
-        raise BallspotError(
-            f"track_frames ({config.model.track_frames}) needs a trained ball detector: pretraining on synthetic "
-            "games with a sidecar (pretrain: steps > 0) writes one, a model that has one can be the start "
-            "(--init), or set model.track_frames: 0")
+        # Real games have no sidecar to pretrain the detector on: a random one's track is
+        # noise, so this run's model goes without (and says so).
+        config.model.track_frames = 0
+        if progress is not None and rank == 0:
+            progress({"phase": "track", "skipped": "no trained ball detector (no synthetic game to pretrain it on, "
+                      "no --init model with one): training without the ball's track"})
     model = BallActionModel(config.model)
     if init is not None:
         from core.model import load as load_model
@@ -567,6 +577,7 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
             with FrameReader(g.video, size, rate=FPS) as reader:
                 g.track = frame_tracks(model, reader, config.valid_batch, str(device))
         g.n_frames = min(g.n_frames, len(g.track))
+        g.track = g.track[:g.n_frames]  # windows of frames and of the track clamp at the same end
         if progress is not None:
             progress({"phase": "track", "game": k + 1, "games": len(games), "seconds": time.perf_counter() - t0})
 

@@ -126,12 +126,21 @@ def probe(path: str | Path) -> VideoInfo:
 
 def fit_geometry(src: tuple[int, int], size: tuple[int, int]) -> tuple[float, int, int, int, int]:
     """How ``fit`` maps a (height, width) frame into ``size``: scale, resized height and width,
-    top and left padding. A pixel (u, v) of the source lands at (u * scale + left, v * scale + top)."""
+    top and left padding (``fit_points`` maps pixel positions)."""
     h, w = src
     th, tw = size
     scale = min(th / h, tw / w)
     nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
     return scale, nh, nw, (th - nh) // 2, (tw - nw) // 2
+
+
+def fit_points(points: np.ndarray, src: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Where positions (..., 2) u, v in a (height, width) source frame land in ``fit``'s output.
+    Both in pixel-index coordinates (pixel i's centre at i, as cv2 draws): the resize scales
+    continuous coordinates (index + 0.5), each axis by its own resized/original ratio."""
+    _, nh, nw, top, left = fit_geometry(src, size)
+    h, w = src
+    return (np.asarray(points, np.float64) + 0.5) * (nw / w, nh / h) - 0.5 + (left, top)
 
 
 def fit(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

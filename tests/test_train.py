@@ -135,7 +135,7 @@ def test_pretraining_learns_where_the_ball_is_and_feeds_the_encoder(ws, tmp_path
     with Store.open(ws) as store:
         path = pretrain(config.model, PretrainConfig(steps=150, batch=16, lr=3e-3), store, ws, ["train"],
                         tmp_path / "encoder.safetensors", progress=records.append)
-    first = np.mean([r["ball_cell_accuracy"] for r in records[:2]])
+    first = records[0]["ball_cell_accuracy"]  # after one step: chance (it learns within 20 now)
     last = np.mean([r["ball_cell_accuracy"] for r in records[-2:]])
     assert last >= 0.5 and last > first + 0.3, records
     state = load_file(str(path))
@@ -165,6 +165,24 @@ def test_pretraining_touch_target_marks_the_kicks_of_labelled_events(ws):
     hit = np.mean([touched[max(0, f - 2):f + 3].any() for f in kicks])
     assert hit >= 0.8, hit
     assert touched.mean() < 0.1, touched.mean()
+
+
+@pytest.mark.parametrize("src", [(360, 640), (180, 320), (128, 224)])
+def test_a_drawn_ball_lands_where_the_sidecar_mapping_puts_it_in_the_model_input(src):
+    """The renderer draws the ball at pixel-index coordinates; the frames the model sees are
+    resized and padded (``fit``). The pretraining targets must be where the ball shows."""
+    import cv2
+
+    from core.video import fit, fit_points
+
+    size = (96, 160)
+    for u, v in ((100.3, 50.6), (src[1] / 2 + 0.25, src[0] / 2 - 0.4), (src[1] - 60.8, src[0] - 30.1)):
+        img = np.full(src, 40, np.uint8)
+        cv2.circle(img, (int(u * 16), int(v * 16)), 5 * 16, 255, -1, cv2.LINE_AA, shift=4)
+        small = fit(img, size).astype(float) - 40
+        ys, xs = np.nonzero(small > 0)
+        found = np.average(xs, weights=small[ys, xs]), np.average(ys, weights=small[ys, xs])
+        assert np.allclose(fit_points(np.array([u, v]), src, size), found, atol=0.06), (u, v, found)
 
 
 def test_pretraining_targets_follow_the_ball_through_the_stack_and_its_mirror_image():
@@ -227,22 +245,23 @@ def test_pretraining_without_sidecars_is_skipped_with_a_message(tmp_path):
     assert not (tmp_path / "e.safetensors").exists()
 
 
-def test_a_track_without_a_trained_ball_detector_is_refused_before_training(tmp_path):
+def test_without_a_trained_ball_detector_training_goes_on_without_the_track_and_says_so(tmp_path):
     """Real games have no sidecar to pretrain the ball detector on; a model whose heads read
-    the ball's track would then learn from noise. The run stops first and says what to do."""
+    the ball's track would then learn from noise. The run trains without it and says why."""
     from conftest import annotation, make_game
-    from core.errors import BallspotError
+    from core.model import load
 
     workspace = Workspace.at(tmp_path / "ws").ensure()
-    make_game(tmp_path / "src", "league/game", [annotation(10)], video_frames=60)
-    config = TrainConfig.load(TINY)
+    make_game(tmp_path / "src", "league/game", [annotation(10), annotation(40)], video_frames=60)
+    config = TrainConfig.load(TINY, epochs=1, samples_per_epoch=16)
     config.model.track_frames = 15
+    records = []
     with Store.open(workspace) as store:
         import_source(store, tmp_path / "src", workspace=workspace, split="train")
-        with pytest.raises(BallspotError, match="ball detector.*--init.*track_frames: 0"):
-            train(config, store, workspace, out=tmp_path / "run")
-        assert not store.models()
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+        row = train(config, store, workspace, out=tmp_path / "run", progress=records.append)
+    said = [r["skipped"] for r in records if r.get("phase") == "track" and "skipped" in r]
+    assert len(said) == 1 and "no trained ball detector" in said[0]
+    assert load(row["path"]).config.track_frames == 0
 
 
 def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path):
@@ -266,7 +285,7 @@ def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path
 def test_augmentation_moves_the_ball_track_with_the_picture():
     """Flip, zoom, rotation and the camera pan move the track points where the pictures move the
     ball: a bright dot drawn at a track point is found at the augmented point, frame by frame."""
-    from core.train import augment
+    from core.train import augment, track_times
 
     mc = TrainConfig.load(TINY).model
     mc.track_frames = 15
@@ -284,7 +303,8 @@ def test_augmentation_moves_the_ball_track_with_the_picture():
     at = {int(o): j for j, o in enumerate(offsets)}
     for k, o in enumerate(clip_offsets):
         track[at[int(o)], :2] = ((xy[k] + 0.5) / (w, h)) - 0.5
-    times = offsets / (mc.frame_step * (t - 1))
+    times = track_times(mc)
+    assert np.allclose(times[[at[int(o)] for o in clip_offsets]], np.linspace(-0.5, 0.5, t))
     flips = 0
     for _ in range(6):
         out, _, moved = augment(frames, np.zeros(12, np.float32), np.zeros(12, np.float32), "role", rng, track, times)
