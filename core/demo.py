@@ -45,7 +45,7 @@ def build_demo(store: Store, workspace: Workspace, *, model: Path = DEMO_MODEL, 
     labels; register the demo model as the active version, store its predictions (and score
     curves) on the validation and test games, and its mAP@1 on the validation game."""
     if not (model / "config.json").is_file():
-        raise BallspotError(f"{model}: the demo model is missing (train it: see README, 'The demo model')")
+        raise BallspotError(f"{model}: the demo model is missing (rebuild it: see README, 'The demo model')")
     if not is_empty(store):
         raise BallspotError(f"{workspace.root} already has games: the demo is built into an empty workspace")
     report = progress or (lambda fraction, message: None)
