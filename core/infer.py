@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
 from core.labels import CLASSES, FPS, TEAMS_ROLE, TEAMS_SIDE
-from core.model import BallActionModel, ModelConfig, normalise
+from core.model import BallActionModel, ModelConfig, normalise, window_index
 from core.video import FrameReader
 
 #: ``progress(done_frames, total_frames)``; total may be an estimate until the video ends.
@@ -117,9 +117,9 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
     span = (mc.stack - 1) * step  # a stack's frames: f, f + step, ...
     autocast = torch.autocast("cuda", dtype=torch.float16, enabled=cfg.amp and device.type == "cuda")
     buf = _Frames(frames)
-    # Per stack (keyed by its first frame): features, and with a track the ball's track point.
-    cache: dict[int, torch.Tensor] = {}
-    points: dict[int, torch.Tensor] = {}
+    # Per stack (keyed by its first frame): its features and, with a track, the ball's track
+    # point, each for every view.
+    cache: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
     tracked = mc.track_frames > 0
     track_offsets = [int(o) for o in mc.track_offsets()]
     needed = sorted(set(offsets) | {o - mc.stack_lead for o in track_offsets})
@@ -152,14 +152,13 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
                 out = model.forward_stacks(_views(normalise(x), cfg.tta), track=tracked)
             feats, point = out if tracked else (out, None)
             half = len(starts)
+            views_of = (lambda t, j: torch.stack([t[j], t[half + j]])) if cfg.tta else (lambda t, j: t[j][None])
             for j, f in enumerate(starts):
-                cache[f] = torch.stack([feats[j], feats[half + j]]) if cfg.tta else feats[j][None]
-                if tracked:
-                    points[f] = torch.stack([point[j], point[half + j]]) if cfg.tta else point[j][None]
+                cache[f] = (views_of(feats, j), views_of(point, j) if tracked else None)
         # The 3D part and heads for the whole batch, both views at once.
         views = 2 if cfg.tta else 1
-        stacked = torch.stack([torch.stack([cache[w + o][v] for o in offsets]) for v in range(views) for w in batch])
-        track = (torch.stack([torch.stack([points[track_start(w + o)][v] for o in track_offsets])
+        stacked = torch.stack([torch.stack([cache[w + o][0][v] for o in offsets]) for v in range(views) for w in batch])
+        track = (torch.stack([torch.stack([cache[track_start(w + o)][1][v] for o in track_offsets])
                               for v in range(views) for w in batch]) if tracked else None)
         with autocast:
             logits, team = model.forward_head(stacked, track)
@@ -172,7 +171,6 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
         oldest = t + needed[0]
         for f in [f for f in cache if f < oldest]:
             del cache[f]
-            points.pop(f, None)
         buf.forget_before(oldest)
         if progress is not None:
             progress(t, max(total, buf.read))
@@ -209,8 +207,7 @@ def frame_tracks(model: BallActionModel, frames: Iterable[np.ndarray], batch: in
 
 def track_windows(track: np.ndarray, centres: np.ndarray, config: ModelConfig) -> np.ndarray:
     """(len(centres), track_frames, 3): each centre's track, clamped at the ends of the game."""
-    idx = np.clip(np.asarray(centres)[:, None] + config.track_offsets()[None], 0, len(track) - 1)
-    return track[idx]
+    return track[window_index(centres, config.track_offsets(), len(track))]
 
 
 @torch.inference_mode()
@@ -221,8 +218,7 @@ def frame_scores_uncached(model: BallActionModel, frames: np.ndarray, config: In
     model = model.to(device).eval()
     mc = model.config
     n = len(frames)
-    half = mc.frames // 2
-    index = np.clip(np.arange(n)[:, None] + mc.frame_step * (np.arange(mc.frames)[None] - half), 0, n - 1)
+    index = window_index(np.arange(n), mc.frame_offsets(), n)
     tracks = None
     if mc.track_frames:
         views = [frames, frames[..., ::-1]] if cfg.tta else [frames]

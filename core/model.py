@@ -38,6 +38,16 @@ BALL_PREFIX = "ball."
 WEIGHTS_FILE = "model.safetensors"
 
 
+def _centred(n: int, step: int) -> np.ndarray:
+    return step * (np.arange(n) - n // 2)
+
+
+def window_index(centres: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
+    """(len(centres), len(offsets)) frame indices around each centre, clamped to the video's
+    ``n`` frames (the first and last frames repeat beyond its ends, as inference reads them)."""
+    return np.clip(np.asarray(centres)[:, None] + np.asarray(offsets)[None], 0, n - 1)
+
+
 @dataclass
 class ModelConfig:
     encoder: str = "tf_efficientnetv2_b0"
@@ -85,9 +95,13 @@ class ModelConfig:
         half = self.frames // 2
         return [self.frame_step * (j * self.stack - half) for j in range(self.stacks)]
 
+    def frame_offsets(self) -> np.ndarray:
+        """Video-frame offsets, from the centre frame, of a sample's frames."""
+        return _centred(self.frames, self.frame_step)
+
     def track_offsets(self) -> np.ndarray:
         """Video-frame offsets, from the centre frame, of the track's frames."""
-        return self.frame_step * (np.arange(self.track_frames) - self.track_frames // 2)
+        return _centred(self.track_frames, self.frame_step)
 
     @property
     def stack_lead(self) -> int:

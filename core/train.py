@@ -17,9 +17,10 @@ import os
 import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from core.errors import BallspotError
 from core.infer import InferConfig, events_from_scores, frame_scores, frame_tracks, track_windows
 from core.labels import CLASS_INDEX, CLASSES, FPS, NUM_CLASSES, REVIEW_SOURCES, TARGET_SOURCES, TEAMS_ROLE, frame_to_ms
 from core.metrics import GameEvents, average_map
-from core.model import BallActionModel, ModelConfig, has_ball_detector, normalise, save
+from core.model import BallActionModel, ModelConfig, has_ball_detector, normalise, save, window_index
 from core.pretrain import NoSidecarError, PretrainConfig, pretrain
 from core.store import Store
 from core.video import FrameReader, read_frames
@@ -135,11 +136,20 @@ class GameData:
     track: np.ndarray | None = None
 
     def window(self, centre: int, config: ModelConfig) -> np.ndarray:
-        idx = np.clip(centre + config.frame_step * (np.arange(config.frames) - config.frames // 2), 0, self.n_frames - 1)
+        idx = window_index(np.array([centre]), config.frame_offsets(), self.n_frames)[0]
         if self.frames is not None:
             return np.asarray(self.frames[idx])
         got = read_frames(self.video, idx.tolist(), tuple(config.input_size), rate=FPS)
         return np.stack([got[int(i)] for i in idx])
+
+    @contextmanager
+    def stream(self, size: tuple[int, int]) -> Iterator[Iterable[np.ndarray]]:
+        """Every frame in order: from the frame cache, else decoded from the video."""
+        if self.frames is not None:
+            yield iter(self.frames)
+        else:
+            with FrameReader(self.video, size, rate=FPS) as reader:
+                yield reader
 
 
 def frame_cache(workspace: Workspace, game: dict, size: tuple[int, int]) -> np.ndarray:
@@ -355,12 +365,8 @@ def validate(model: BallActionModel, games: list[GameData], config: TrainConfig,
     entries = []
     infer = InferConfig(batch=config.valid_batch, tta=False, device=str(device))
     for g in games:
-        frames = g.frames if g.frames is not None else None
-        if frames is None:
-            with FrameReader(g.video, tuple(config.model.input_size), rate=FPS) as reader:
-                scores = frame_scores(model, reader, infer)
-        else:
-            scores = frame_scores(model, iter(frames), infer)
+        with g.stream(tuple(config.model.input_size)) as frames:
+            scores = frame_scores(model, frames, infer)
         events = events_from_scores(scores, infer, config.model.team_mode)
         preds = [{"position": str(frame_to_ms(e.frame)), "label": e.label, "team": e.team,
                   "confidence": e.confidence} for e in events]
@@ -571,11 +577,8 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
     size = tuple(config.model.input_size)
     t0 = time.perf_counter()
     for k, g in enumerate(games):
-        if g.frames is not None:
-            g.track = frame_tracks(model, iter(g.frames), config.valid_batch, str(device))
-        else:
-            with FrameReader(g.video, size, rate=FPS) as reader:
-                g.track = frame_tracks(model, reader, config.valid_batch, str(device))
+        with g.stream(size) as frames:
+            g.track = frame_tracks(model, frames, config.valid_batch, str(device))
         g.n_frames = min(g.n_frames, len(g.track))
         g.track = g.track[:g.n_frames]  # windows of frames and of the track clamp at the same end
         if progress is not None:

@@ -298,7 +298,7 @@ def test_augmentation_moves_the_ball_track_with_the_picture():
         frames[k, int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] = 255
     # The track's entries at the clip's frames (offsets shared) carry the dot; the others zero.
     offsets = mc.track_offsets()
-    clip_offsets = mc.frame_step * (np.arange(t) - t // 2)
+    clip_offsets = mc.frame_offsets()
     track = np.zeros((mc.track_frames, 3), np.float32)
     at = {int(o): j for j, o in enumerate(offsets)}
     for k, o in enumerate(clip_offsets):
