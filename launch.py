@@ -104,8 +104,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
+        extra = {"ball_scale": args.ball_scale} if args.ball_scale is not None else {}
         config = SynthConfig(minutes=args.minutes, seed=args.seed, width=width, height=height,
-                             motion_blur=args.blur, noise=args.noise, crf=args.crf)
+                             motion_blur=args.blur, noise=args.noise, crf=args.crf, **extra)
     except ValueError as exc:
         raise BallspotError(f"synth: {exc}") from None
     with _tqdm_progress("synth", "frame") as progress:
@@ -374,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blur", type=float, default=0.0, help="motion blur, 0..1")
     p.add_argument("--noise", type=float, default=0.0, help="sensor noise, grey levels")
     p.add_argument("--crf", type=int, default=23, help="compression, 18 (fine) .. 30 (rough)")
+    p.add_argument("--ball-scale", type=float, default=None,
+                   help="the ball drawn this many times its real size (default 2; the demo games and "
+                        "the demo model's training games: 3)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("infer", parents=[common], help="run a model on games; store and export its predictions")
