@@ -175,6 +175,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif record.get("phase") == "track":
             if "skipped" in record:
                 bar.write(record["skipped"])
+            elif "step" in record:
+                bar.set_postfix_str(f"track classifier {record['step']}/{record['steps']} loss {record['loss']:.4f}",
+                                    refresh=True)
             else:
                 bar.set_postfix_str(f"ball track of game {record['game']}/{record['games']}", refresh=True)
         elif "valid_map" in record:

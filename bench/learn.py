@@ -70,6 +70,9 @@ def main() -> None:
     def progress(r: dict) -> None:
         if r.get("phase") == "pretrain" and r.get("step") == r.get("steps"):
             print(f"pretraining: {r['seconds']:.0f} s, ball cell found {r['ball_cell_accuracy']:.0%}", flush=True)
+        elif r.get("phase") == "track" and "steps" in r and r["step"] == r["steps"]:
+            print(f"track classifier: {r['steps']} steps on every frame, {r['seconds']:.0f} s, "
+                  f"loss {r['loss']:.4f}", flush=True)
         elif "valid_map" in r:
             vm = "   -  " if r["valid_map"] is None else f"{r['valid_map']:.4f}"
             print(f"epoch {r['epoch']:3d}  loss {r['loss']:.4f}  valid mAP@1 {vm}  "

@@ -217,7 +217,8 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
                 return
             if r.get("phase") == "track":
                 report(0.1, r["skipped"] if "skipped" in r else
-                       f"the ball's track of the training games: {r['game']}/{r['games']}")
+                       f"the track classifier on every frame: step {r['step']}/{r['steps']}, loss {r['loss']:.4f}"
+                       if "step" in r else f"the ball's track of the training games: {r['game']}/{r['games']}")
                 return
             done = (r["epoch"] - 1 + (r.get("step", r.get("steps", 1)) / max(1, r.get("steps", 1))
                                       if "valid_map" not in r else r["epoch"])) / config.epochs

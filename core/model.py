@@ -11,9 +11,11 @@ part dominates the cost and each stack's features can be cached across sliding w
 Optionally (``track_frames``) the heads also see the ball's track: a small ball detector on
 the encoder's features (trained by encoder pretraining, then frozen) gives each stack's ball
 position and confidence; a 1D convolution over the track of the frames around the centre
-finds the kicks, i.e. the changes of the ball's velocity. On a CPU budget the 3D part does not
-learn those from a one-pixel ball (see ``bench/learn.py``); on true tracks a classifier finds
-PASS with AP 0.7-0.8 on held-out synthetic games.
+finds the kicks, i.e. the changes of the ball's velocity, and gives class logits of its own,
+added to the head's. On a CPU budget the 3D part does not learn those from a one-pixel ball
+(see ``bench/learn.py``). The track is a few numbers per frame, so its branch is trained on
+every frame of the training games first (``core.train.train_track``): thousands of labelled
+frames a step where a clip gives one.
 """
 from __future__ import annotations
 
@@ -83,8 +85,9 @@ class ModelConfig:
             raise ValueError(f"frames ({self.frames}) must be a multiple of stack ({self.stack})")
         if self.team_mode not in ("role", "side"):
             raise ValueError(f"team_mode {self.team_mode!r}: 'role' or 'side'")
-        if self.track_frames < 0 or (self.track_frames and self.track_frames % 2 == 0):
-            raise ValueError(f"track_frames ({self.track_frames}) must be 0 or odd (centred on the frame)")
+        if self.track_frames and (self.track_frames < 3 or self.track_frames % 2 == 0):
+            raise ValueError(f"track_frames ({self.track_frames}) must be 0 or odd and at least 3 "
+                             "(centred on the frame)")
 
     @property
     def stacks(self) -> int:
@@ -188,21 +191,34 @@ class BallHead(nn.Module):
 
 
 class TrackNet(nn.Module):
-    """A 1D convolution over the ball's track around the centre frame -> (B, TRACK_CHANNELS)."""
+    """1D convolutions over the ball's track -> (B, TRACK_CHANNELS, L - frames + 1): the
+    features of every window of ``frames`` points of a track of ``L`` points. The convolutions
+    are unpadded and see exactly one window, so a clip's track (L = frames, one output) and a
+    whole game's track (``core.train.train_track``: every frame a labelled sample, thousands
+    per step) give the same features for the same window."""
 
-    def __init__(self, channels: int = TRACK_CHANNELS):
+    def __init__(self, frames: int, channels: int = TRACK_CHANNELS):
         super().__init__()
+        if frames < 3:
+            raise ValueError(f"a track needs at least 3 frames (got {frames})")
+        self.frames = frames
         self.norm = nn.BatchNorm1d(TRACK_INPUTS)
-        self.net = nn.Sequential(nn.Conv1d(TRACK_INPUTS, channels, 5, padding=2), nn.GELU(),
-                                 nn.Conv1d(channels, channels, 5, padding=4, dilation=2), nn.GELU(),
-                                 nn.Conv1d(channels, channels, 5, padding=8, dilation=4), nn.GELU())
+        # The steps between points take one point (the first layer pairs them: 2 more); dilated
+        # kernels of 3 (dilation 1, 2, 4, ... capped) cover the rest of the window.
+        layers: list[nn.Module] = [nn.Conv1d(TRACK_INPUTS, channels, 2), nn.GELU()]
+        rest, dilation = frames - 3, 1
+        while rest > 0:
+            d = min(dilation, rest // 2)
+            layers += [nn.Conv1d(channels, channels, 3, dilation=d), nn.GELU()]
+            rest, dilation = rest - 2 * d, dilation * 2
+        self.net = nn.Sequential(*layers)
 
     def forward(self, track: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3) u, v, confidence per frame -> the features of the centre frame."""
-        uv = track[..., :2]
-        step = torch.diff(uv, dim=1, prepend=uv[:, :1])
-        x = torch.cat([uv, step * 10, track[..., 2:]], -1).transpose(1, 2)  # (B, 5, T)
-        return self.net(self.norm(x.float()))[:, :, track.shape[1] // 2]
+        """(B, L, 3) u, v, confidence per point, L >= frames -> (B, C, L - frames + 1)."""
+        uv = track[..., :2].float()
+        step = uv[:, 1:] - uv[:, :-1]
+        x = torch.cat([uv[:, 1:], step * 10, track[:, 1:, 2:].float()], -1).transpose(1, 2)  # (B, 5, L-1)
+        return self.net(self.norm(x))
 
 
 class BallActionModel(nn.Module):
@@ -231,8 +247,12 @@ class BallActionModel(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         width = c.stack_channels * c.stacks
         if c.track_frames:
-            self.track_net = TrackNet()
+            self.track_net = TrackNet(c.track_frames)
             width += TRACK_CHANNELS
+            # The track's own class logits, added to the head's: trained on every frame of the
+            # training games first (core.train.train_track), the head then learns what the
+            # frames add to them.
+            self.track_head = nn.Linear(TRACK_CHANNELS, c.num_classes)
         self.head = nn.Linear(width, c.num_classes)
         self.team_head = nn.Linear(width, c.num_classes)
 
@@ -290,12 +310,14 @@ class BallActionModel(nn.Module):
         b, c, s, h, w = x.shape
         x = x.permute(0, 2, 1, 3, 4).reshape(b, s * c, h, w)  # stacks concatenated as channels
         x = self.pool(x)
-        if self.config.track_frames:
-            if track is None:
-                raise ValueError("this model also needs the ball's track (track_frames > 0)")
-            x = torch.cat([x, self.track_net(track)], 1)
-        x = self.dropout(x)
-        return self.head(x), self.team_head(x)
+        if not self.config.track_frames:
+            x = self.dropout(x)
+            return self.head(x), self.team_head(x)
+        if track is None:
+            raise ValueError("this model also needs the ball's track (track_frames > 0)")
+        t = self.track_net(track)[:, :, 0]
+        x = self.dropout(torch.cat([x, t], 1))
+        return self.head(x) + self.track_head(t), self.team_head(x)
 
     def forward(self, frames: torch.Tensor, track: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, H, W) normalised frames [+ (B, track_frames, 3) track] -> class logits, team logits."""
@@ -356,5 +378,11 @@ def load(folder: str | Path, map_location: str | torch.device = "cpu") -> BallAc
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise BallspotError(f"{folder}: no {WEIGHTS_FILE}")
-    model.load_state_dict(load_file(str(weights), device=str(map_location)))
+    try:
+        model.load_state_dict(load_file(str(weights), device=str(map_location)))
+    except RuntimeError as exc:
+        # E.g. a model saved before its architecture changed (the track's branch did).
+        detail = " ".join(str(exc).split())
+        raise BallspotError(f"{weights}: the weights do not fit the model {CONFIG_FILE} describes (saved by "
+                            f"another version of Ballspot? train it again): {detail[:300]}") from None
     return model.eval()

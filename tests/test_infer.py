@@ -141,6 +141,21 @@ def test_a_model_built_without_gradients_is_the_same_model():
     assert logits.shape == team.shape == (1, 12)
 
 
+def test_weights_that_do_not_fit_the_saved_architecture_are_refused_by_name(tracked, tmp_path):
+    """A model folder whose weights lack part of what its config describes (e.g. saved before
+    the track had class logits of its own) fails with the file named, not a stack trace."""
+    from safetensors.torch import load_file, save_file
+
+    from core.errors import BallspotError
+
+    save(tracked, tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    state = {k: v for k, v in load_file(str(weights)).items() if not k.startswith("track_head.")}
+    save_file(state, str(weights))
+    with pytest.raises(BallspotError, match=r"model\.safetensors: the weights do not fit .*track_head"):
+        load(tmp_path / "m")
+
+
 def test_save_and_load_keep_the_model(model, tmp_path, clip):
     save(model, tmp_path / "m")
     again = load(tmp_path / "m")
@@ -241,3 +256,27 @@ def test_custom_class_lists_in_post_processing():
     events = events_from_scores(GameScores(scores, np.ones((100, 2), np.float32)), InferConfig(sigma=0),
                                 classes=("KICK", "CATCH"))
     assert [(e.frame, e.label) for e in events] == [(50, "CATCH")]
+
+
+@pytest.mark.parametrize("frames", [3, 5, 15])
+def test_the_track_net_gives_a_window_of_a_long_track_the_features_of_that_window_alone(frames):
+    """Training runs the track's convolutions over whole games (one output per window) and
+    inference over one window per frame: both must give a window the same features, also at
+    the window's first point (its step to the point before lies outside the window)."""
+    from core.model import TrackNet
+
+    torch.manual_seed(0)
+    net = TrackNet(frames).eval()
+    track = torch.rand(2, 40, 3) - 0.5
+    with torch.no_grad():
+        long = net(track)
+        assert long.shape == (2, 64, 40 - frames + 1)
+        for i in (0, 7, 40 - frames):
+            alone = net(track[:, i:i + frames])
+            assert alone.shape == (2, 64, 1)
+            assert torch.allclose(long[:, :, i], alone[:, :, 0], atol=1e-5), i
+        # Every point of the window counts, none outside it.
+        moved = track.clone()
+        moved[:, 7, :2] += 0.1
+        changed = (net(moved) - long).abs().amax((0, 1)) > 1e-6
+    assert changed.nonzero().flatten().tolist() == list(range(max(0, 7 - frames + 1), 8))

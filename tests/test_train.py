@@ -332,12 +332,14 @@ def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_i
 
     data = yaml.safe_load(TINY.read_text())
     data["model"]["track_frames"] = 15
-    data.update(epochs=1, samples_per_epoch=64, encoder_lr_scale=1.0)  # the track freezes the encoder anyway
+    data.update(epochs=1, samples_per_epoch=64, encoder_lr_scale=1.0,  # the track freezes the encoder anyway
+                track_steps=20, track_points=64)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     config = TrainConfig.load(path)
+    records = []
     with Store.open(ws) as store:
-        row = train(config, store, ws, out=tmp_path / "run")
+        row = train(config, store, ws, out=tmp_path / "run", progress=records.append)
         games = load_games(store, ws, ["train"], config)
         valid = load_games(store, ws, ["valid"], config)
     model = load(row["path"])
@@ -347,6 +349,14 @@ def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_i
         for k, v in pretrained.items():
             if k.startswith(name) and (name or not k.startswith("ball.")):
                 assert torch.allclose(state[k[len(name):]].float(), v.float(), atol=1e-6), k
+
+    # The track's branch trained on every frame first, then stayed as trained: the clips'
+    # weights and their moving average (the saved model) hold the same branch.
+    assert [r["step"] for r in records if r.get("phase") == "track" and "step" in r][-1] == 20
+    clips = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
+    saved = model.state_dict()
+    branch = [k for k in saved if k.startswith(("track_net.", "track_head."))]
+    assert branch and all(torch.equal(saved[k], clips[k]) for k in branch)
 
     add_tracks(model, games, config, torch.device("cpu"))
     config.augment = False
@@ -362,3 +372,62 @@ def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_i
         assert np.allclose(track[j], point[0].numpy(), atol=1e-5), (j, track[j], point)
     scores = frame_scores(model, iter(valid[0].frames), InferConfig(tta=True, batch=8))
     assert scores.scores.shape == (valid[0].n_frames, 12) and np.isfinite(scores.scores).all()
+
+
+def _kicked_game(seed: int, n: int = 3000):
+    """A game whose ball (its track) rolls straight and changes course only at its PASS events."""
+    from core.train import GameData
+
+    rng = np.random.default_rng(seed)
+    kicks = np.cumsum(rng.integers(30, 90, n // 30))
+    kicks = set(kicks[kicks < n - 1].tolist())
+    uv = np.zeros((n, 2))
+    velocity = np.zeros(2)
+    for f in range(1, n):
+        if f in kicks:
+            velocity = rng.normal(0, 0.004, 2) - 0.01 * uv[f - 1]  # back towards the middle, on average
+        uv[f] = uv[f - 1] + velocity
+    track = np.concatenate([uv, np.ones((n, 1))], 1).astype(np.float32)
+    frames = np.array(sorted(kicks))
+    events = np.stack([frames, np.zeros_like(frames), np.zeros_like(frames)], 1).astype(np.int64)
+    return GameData(seed, f"fake-{seed}", n, None, "", events, np.zeros(0, np.int64), [], track=track), frames
+
+
+def test_the_track_classifier_learns_the_kicks_from_every_frame_of_a_game():
+    """``train_track``: trained on every frame of the training games' tracks, the track's own
+    logits rank frames at a held-out game's kicks above the others; untrained, they do not."""
+    import torch
+    from core.model import BallActionModel
+    from core.train import train_track
+
+    config = TrainConfig.load(TINY)
+    config.model.track_frames = 15
+    config.track_steps, config.track_batch, config.track_points = 600, 8, 128
+    torch.manual_seed(0)
+    model = BallActionModel(config.model)
+    games = [_kicked_game(s)[0] for s in (1, 2)]
+    held_out, kicks = _kicked_game(3)
+
+    def kick_auc() -> float:
+        model.eval()
+        with torch.no_grad():
+            pad = np.concatenate([held_out.track[:1].repeat(14, 0), held_out.track, held_out.track[-1:].repeat(14, 0)])
+            x = torch.from_numpy(pad[::2][None]), torch.from_numpy(pad[1::2][None])  # both frame parities
+            logits = [model.track_head(model.track_net(t).transpose(1, 2))[0, :, 0].numpy() for t in x]
+        score = np.empty(held_out.n_frames)
+        score[0::2], score[1::2] = logits[0][:len(score[0::2])], logits[1][:len(score[1::2])]
+        near = np.zeros(held_out.n_frames, bool)
+        for k in kicks:
+            near[max(0, k - 2):k + 3] = True
+        far = np.ones(held_out.n_frames, bool)
+        for k in kicks:
+            far[max(0, k - 10):k + 11] = False
+        return float((score[near][:, None] > score[far][None]).mean())
+
+    before = kick_auc()
+    records = []
+    losses = train_track(model, games, config, torch.device("cpu"), records.append)
+    after = kick_auc()
+    assert len(losses) == 600 and np.mean(losses[-30:]) < 0.5 * np.mean(losses[:30])
+    assert [r["step"] for r in records][-1] == 600 and all(r["phase"] == "track" for r in records)
+    assert before < 0.7 and after > 0.9, (before, after)
