@@ -313,8 +313,9 @@ class BallActionModel(nn.Module):
         if not self.config.track_frames:
             x = self.dropout(x)
             return self.head(x), self.team_head(x)
-        if track is None:
-            raise ValueError("this model also needs the ball's track (track_frames > 0)")
+        if track is None or track.shape[1] != self.config.track_frames:
+            raise ValueError(f"this model also needs the ball's track of {self.config.track_frames} frames "
+                             f"(got {None if track is None else track.shape[1]})")
         t = self.track_net(track)[:, :, 0]
         x = self.dropout(torch.cat([x, t], 1))
         return self.head(x) + self.track_head(t), self.team_head(x)

@@ -94,6 +94,10 @@ class TrainConfig:
         if self.epochs < 1 or self.batch < 1 or self.samples_per_epoch < self.batch:
             raise BallspotError(f"training needs epochs >= 1 and samples_per_epoch >= batch >= 1 "
                                 f"(got {self.epochs}, {self.samples_per_epoch}, {self.batch})")
+        if self.track_steps < 0 or self.track_batch < 1 or self.track_points < self.model.track_frames:
+            raise BallspotError(f"the track's training needs track_steps >= 0, track_batch >= 1 and track_points "
+                                f">= model.track_frames (got {self.track_steps}, {self.track_batch}, "
+                                f"{self.track_points}; track_frames {self.model.track_frames})")
 
     @classmethod
     def load(cls, path: str | Path, **overrides) -> "TrainConfig":
@@ -465,10 +469,15 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     if config.model.track_frames:
         kept.append(model.ball)
         add_tracks(model, train_games, config, device, progress if rank == 0 else None)
-        if config.track_steps:
+        if config.track_steps and track_games(train_games):
             if not resume:
                 train_track(model, train_games, config, device, progress if rank == 0 else None, world)
             kept += [model.track_net, model.track_head]
+        elif config.track_steps and progress is not None and rank == 0:
+            # Only games reviewed in part: their unreviewed stretches are unknown, so the
+            # branch learns with the clips instead.
+            progress({"phase": "track", "skipped": "no fully labelled training game: the track's branch "
+                      "trains with the clips only"})
     for module in kept:
         module.requires_grad_(False)
     ema = ModelEmaV3(model, decay=config.ema)
@@ -611,6 +620,21 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
             progress({"phase": "track", "game": k + 1, "games": len(games), "seconds": time.perf_counter() - t0})
 
 
+def track_games(games: list[GameData]) -> list[GameData]:
+    """The games ``train_track`` learns from: fully labelled (a game reviewed in part has
+    stretches nobody labelled yet) and with a track."""
+    return [g for g in games if not g.partial and g.track is not None and g.n_frames > 0]
+
+
+def track_sequence(game: GameData, first: int, length: int, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``length`` track points, one every ``frame_step`` from frame ``first`` (clamped at the
+    game's ends), and the centre frame of each of its ``length - track_frames + 1`` windows:
+    window i is what a clip centred on ``centres[i]`` sees (``core.infer.track_windows``)."""
+    step, half = config.frame_step, config.track_frames // 2
+    track = game.track[np.clip(first + step * np.arange(length), 0, game.n_frames - 1)]
+    return track, first + step * (half + np.arange(length - config.track_frames + 1))
+
+
 def train_track(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device,
                 progress: Progress | None = None, world: int = 1) -> list[float]:
     """Train the track's branch (``TrackNet`` and its class logits) on every frame of the
@@ -620,14 +644,13 @@ def train_track(model: BallActionModel, games: list[GameData], config: TrainConf
     when the track learnt from the clips alone). Rank 0 trains, the others take its weights.
     Returns the loss of every step."""
     mc = model.config
-    games = [g for g in games if not g.partial and g.track is not None]  # unreviewed stretches: unknown
+    games = track_games(games)
     branch = torch.nn.ModuleDict({"net": model.track_net, "head": model.track_head})
     losses: list[float] = []
     if games and (world == 1 or dist.get_rank() == 0):
-        step, half, size = mc.frame_step, mc.track_frames // 2, mc.track_frames
+        step, half = mc.frame_step, mc.track_frames // 2
         # Every sequence fits in every game (the shortest bounds it): one batch tensor.
         length = min(config.track_points, min((g.n_frames - 1) // step + 1 + 2 * half for g in games))
-        outputs = length - size + 1
         y_all = [np.stack([targets(g, f, config.target_window)[0] for f in range(g.n_frames)]) for g in games]
         h, w = mc.input_size
         optimizer = torch.optim.AdamW(branch.parameters(), lr=config.track_lr, weight_decay=config.weight_decay)
@@ -644,12 +667,12 @@ def train_track(model: BallActionModel, games: list[GameData], config: TrainConf
                 g = games[gi]
                 # Centres from the first frame to the last: the track clamps at the ends as a clip's does.
                 first = int(rng.integers(-step * half, g.n_frames - step * (length - 1 - half)))
-                track = g.track[np.clip(first + step * np.arange(length), 0, g.n_frames - 1)]
+                track, centres = track_sequence(g, first, length, mc)
                 if config.augment:
                     flip, m, _ = random_motion(rng, w, h)
                     track = move_track(track, flip, m, w, h)
                 tracks.append(track)
-                ys.append(y_all[gi][first + step * (half + np.arange(outputs))])
+                ys.append(y_all[gi][centres])
             x = torch.from_numpy(np.stack(tracks).astype(np.float32)).to(device)
             y = torch.from_numpy(np.stack(ys)).to(device)  # (B, outputs, K)
             logits = branch["head"](branch["net"](x).transpose(1, 2))

@@ -431,3 +431,28 @@ def test_the_track_classifier_learns_the_kicks_from_every_frame_of_a_game():
     assert len(losses) == 600 and np.mean(losses[-30:]) < 0.5 * np.mean(losses[:30])
     assert [r["step"] for r in records][-1] == 600 and all(r["phase"] == "track" for r in records)
     assert before < 0.7 and after > 0.9, (before, after)
+
+
+def test_each_window_of_a_games_track_sequence_is_the_track_a_clip_on_its_centre_sees():
+    """``train_track`` learns window i of a sequence with the targets of its centre frame: that
+    window must be the track a clip centred there sees (``track_windows``), also where the
+    sequence runs past the game's ends, from the first centre (frame 0) to the last."""
+    from core.errors import BallspotError
+    from core.infer import track_windows
+    from core.model import ModelConfig
+    from core.train import track_sequence
+
+    mc = TrainConfig.load(TINY).model
+    mc.track_frames = 15
+    game, _ = _kicked_game(4, n=200)
+    step, half, length = mc.frame_step, 7, 40
+    lowest, highest = -step * half, game.n_frames - step * (length - 1 - half) - 1  # what train_track draws
+    for first in (lowest, -3, 0, 17, highest):
+        track, centres = track_sequence(game, first, length, mc)
+        assert len(centres) == length - 15 + 1 and np.all(np.diff(centres) == step)
+        windows = np.stack([track[i:i + 15] for i in range(len(centres))])
+        assert np.array_equal(windows, track_windows(game.track, centres, mc)), first
+    assert track_sequence(game, lowest, length, mc)[1][0] == 0
+    assert track_sequence(game, highest, length, mc)[1][-1] == game.n_frames - 1
+    with pytest.raises(BallspotError, match="track_points"):
+        TrainConfig(model=ModelConfig(track_frames=15), track_points=9)
