@@ -201,7 +201,6 @@ class TrackNet(nn.Module):
         super().__init__()
         if frames < 3:
             raise ValueError(f"a track needs at least 3 frames (got {frames})")
-        self.frames = frames
         self.norm = nn.BatchNorm1d(TRACK_INPUTS)
         # The steps between points take one point (the first layer pairs them: 2 more); dilated
         # kernels of 3 (dilation 1, 2, 4, ... capped) cover the rest of the window.

@@ -227,18 +227,29 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
     return out
 
 
+def _near(events: np.ndarray, centres: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, e): event ``e`` lies within ``window`` frames of ``centres[i]``."""
+    if not len(events):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.nonzero(np.abs(np.asarray(centres)[:, None] - events[None, :, 0]) <= window)
+
+
 def targets(game: GameData, centre: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Class targets, team targets and the team mask at ``centre``."""
-    y = np.zeros(NUM_CLASSES, np.float32)
+    y = class_targets(game, np.array([centre]), window)[0]
     team = np.zeros(NUM_CLASSES, np.float32)
-    mask = np.zeros(NUM_CLASSES, np.float32)
-    if len(game.events):
-        near = game.events[np.abs(game.events[:, 0] - centre) <= window]
-        for frame, cls, side in near:
-            y[cls] = 1.0
-            team[cls] = float(side == 0)  # the team head predicts "the first team"
-            mask[cls] = 1.0
-    return y, team, mask
+    _, near = _near(game.events, np.array([centre]), window)
+    for _, cls, side in game.events[near]:
+        team[cls] = float(side == 0)  # the team head predicts "the first team"
+    return y, team, y.copy()  # the team counts where its class is positive
+
+
+def class_targets(game: GameData, centres: np.ndarray, window: int) -> np.ndarray:
+    """(len(centres), K) class targets of many centre frames at once (``train_track``'s windows)."""
+    y = np.zeros((len(centres), NUM_CLASSES), np.float32)
+    i, e = _near(game.events, centres, window)
+    y[i, game.events[e, 1]] = 1.0
+    return y
 
 
 def class_weights(games: list[GameData], beta: float) -> np.ndarray:
@@ -651,7 +662,6 @@ def train_track(model: BallActionModel, games: list[GameData], config: TrainConf
         step, half = mc.frame_step, mc.track_frames // 2
         # Every sequence fits in every game (the shortest bounds it): one batch tensor.
         length = min(config.track_points, min((g.n_frames - 1) // step + 1 + 2 * half for g in games))
-        y_all = [np.stack([targets(g, f, config.target_window)[0] for f in range(g.n_frames)]) for g in games]
         h, w = mc.input_size
         optimizer = torch.optim.AdamW(branch.parameters(), lr=config.track_lr, weight_decay=config.weight_decay)
         warmup = max(1, config.track_steps // 20)
@@ -663,8 +673,7 @@ def train_track(model: BallActionModel, games: list[GameData], config: TrainConf
         for k in range(config.track_steps):
             tracks, ys = [], []
             for _ in range(config.track_batch):
-                gi = int(rng.integers(len(games)))
-                g = games[gi]
+                g = games[int(rng.integers(len(games)))]
                 # Centres from the first frame to the last: the track clamps at the ends as a clip's does.
                 first = int(rng.integers(-step * half, g.n_frames - step * (length - 1 - half)))
                 track, centres = track_sequence(g, first, length, mc)
@@ -672,7 +681,7 @@ def train_track(model: BallActionModel, games: list[GameData], config: TrainConf
                     flip, m, _ = random_motion(rng, w, h)
                     track = move_track(track, flip, m, w, h)
                 tracks.append(track)
-                ys.append(y_all[gi][centres])
+                ys.append(class_targets(g, centres, config.target_window))
             x = torch.from_numpy(np.stack(tracks).astype(np.float32)).to(device)
             y = torch.from_numpy(np.stack(ys)).to(device)  # (B, outputs, K)
             logits = branch["head"](branch["net"](x).transpose(1, 2))

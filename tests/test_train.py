@@ -440,18 +440,24 @@ def test_each_window_of_a_games_track_sequence_is_the_track_a_clip_on_its_centre
     from core.errors import BallspotError
     from core.infer import track_windows
     from core.model import ModelConfig
-    from core.train import track_sequence
+    from core.train import class_targets, track_sequence
 
     mc = TrainConfig.load(TINY).model
     mc.track_frames = 15
     game, _ = _kicked_game(4, n=200)
     step, half, length = mc.frame_step, 7, 40
     lowest, highest = -step * half, game.n_frames - step * (length - 1 - half) - 1  # what train_track draws
+    positives = 0
     for first in (lowest, -3, 0, 17, highest):
         track, centres = track_sequence(game, first, length, mc)
         assert len(centres) == length - 15 + 1 and np.all(np.diff(centres) == step)
         windows = np.stack([track[i:i + 15] for i in range(len(centres))])
         assert np.array_equal(windows, track_windows(game.track, centres, mc)), first
+        # ... and is learnt with the class targets a clip centred there gets.
+        y = class_targets(game, centres, 7)
+        assert np.array_equal(y, np.stack([targets(game, c, 7)[0] for c in centres]))
+        positives += int(y.sum())
+    assert positives > 0
     assert track_sequence(game, lowest, length, mc)[1][0] == 0
     assert track_sequence(game, highest, length, mc)[1][-1] == game.n_frames - 1
     with pytest.raises(BallspotError, match="track_points"):
