@@ -50,3 +50,8 @@ class NotFoundError(BallspotError):
 
 class SchemaError(BallspotError):
     """The database was written by a newer Ballspot Studio than this one."""
+
+
+class VideoChangedError(BallspotError):
+    """A game's video is no longer the file that was imported: changed, replaced by another
+    file, a link or a folder. It is not opened; re-importing the game takes the new file."""

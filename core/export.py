@@ -2,7 +2,9 @@
 
 ``OUT/<UrlLocal>/Labels-ball.json`` (or ``results_spotting.json``), or the same tree inside
 one ``.zip`` when ``OUT`` ends in ``.zip``. Files are written to a temporary name and renamed,
-so an interrupted export never leaves a truncated file where a good one was.
+so an interrupted export never leaves a truncated file where a good one was. ``OUT`` and every
+file written pass ``Workspace.guard`` first: an export never opens (nor replaces) the
+workspace's database or anything of the workspace but its ``sources/`` and ``runs/``.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from core.formats import check_url_local, dumps, labels_document, predictions_do
 from core.errors import BallspotError
 from core.labels import LABEL_FILE, PREDICTION_FILE
 from core.store import Store
+from core.workspace import Workspace
 
 
 def documents(store: Store, *, games: list[str] | None = None, predictions: str | None = None) -> dict[str, str]:
@@ -40,12 +43,14 @@ def documents(store: Store, *, games: list[str] | None = None, predictions: str 
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write) -> None:
+    """``write(file)`` into a new temporary file beside ``path`` (created exclusively, so never
+    an existing file or link), then renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -54,17 +59,20 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def export(store: Store, out: str | Path, *, games: list[str] | None = None,
            predictions: str | None = None) -> list[str]:
-    """Export to a folder or a ``.zip``; returns the relative paths written."""
+    """Export to a folder or a ``.zip``; returns the relative paths written.
+
+    The store's workspace is its database's folder (as ``Store.open`` lays it out)."""
     docs = documents(store, games=games, predictions=predictions)
-    out = Path(out).expanduser()
+    workspace = Workspace(store.path.resolve().parent)
+    out = workspace.guard(Path(out).expanduser(), writing=True)
     if out.suffix.lower() == ".zip":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.partial")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for rel, text in docs.items():
-                zf.writestr(rel, text)
-        os.replace(tmp, out)
+        def write_zip(f) -> None:
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for rel, text in docs.items():
+                    zf.writestr(rel, text)
+        _atomic_write(out, write_zip)
     else:
         for rel, text in docs.items():
-            _atomic_write(out / rel, text.encode("utf-8"))
+            data = text.encode("utf-8")
+            _atomic_write(workspace.guard(out / rel, writing=True), lambda f: f.write(data))
     return list(docs)

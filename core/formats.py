@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -62,16 +64,45 @@ def _entry_name(index: int, item: Any) -> str:
 
 #: No match video is this long; larger positions are typos (and would overflow SQLite's integers).
 MAX_POSITION_MS = 24 * 3600 * 1000
+#: Most annotations one label file may hold (a real game has about 2,000): more is not a game.
+MAX_ANNOTATIONS = 20_000
+#: Longest UrlLocal (characters) and longest name of one of its folders (UTF-8 bytes, the
+#: file systems' limit): it becomes export folders.
+MAX_URL_LOCAL_CHARS = 1024
+MAX_NAME_BYTES = 255
+#: Unicode categories a UrlLocal may not contain: control characters (NUL, newline, tab),
+#: format characters (bidi overrides and isolates U+202A..U+202E, U+2066..U+2069, the marks
+#: U+200E/U+200F: they make a name display as another), line and paragraph separators.
+_FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
+_DRIVE = re.compile(r"[A-Za-z]:(/|$)")  # C:/..., a Windows absolute path
 
 
 def check_url_local(value: Any) -> str:
-    """A game's SoccerNet id: a relative path of plain names (it becomes export folders)."""
+    """A game's SoccerNet id: a relative path of plain names (it becomes export folders).
+
+    Surrounding spaces and a trailing ``/`` (as some SoccerNet files write it) are dropped;
+    anything that is not a plain relative path of printable names is refused.
+    """
     if not isinstance(value, str):
         raise ValueError(f"expected a string, found {value!r}")
     _check_text(value)
-    parts = value.strip().strip("/").split("/")
-    if not value.strip() or any(p.strip() in ("", ".", "..") or "\\" in p for p in parts):
+    if len(value) > MAX_URL_LOCAL_CHARS:
+        raise ValueError(f"is {len(value)} characters long, more than {MAX_URL_LOCAL_CHARS}")
+    bad = next((c for c in value if unicodedata.category(c) in _FORBIDDEN_CATEGORIES), None)
+    if bad is not None:
+        raise ValueError(f"{value!r} contains the control or format character U+{ord(bad):04X} "
+                         f"({unicodedata.name(bad, 'unnamed')})")
+    text = value.strip()
+    if text.startswith("/") or _DRIVE.match(text):
+        raise ValueError(f"{value!r} is an absolute path, not a league/season/game path")
+    if "\\" in text:
+        raise ValueError(f"{value!r} contains a backslash, not a league/season/game path")
+    parts = text.rstrip("/").split("/")
+    if not text or any(p.strip() in ("", ".", "..") for p in parts):
         raise ValueError(f"{value!r} is not a league/season/game path")
+    long = next((p for p in parts if len(p.encode("utf-8")) > MAX_NAME_BYTES), None)
+    if long is not None:
+        raise ValueError(f"the name {long[:40]!r}... is longer than {MAX_NAME_BYTES} bytes")
     return "/".join(parts)
 
 
@@ -132,6 +163,9 @@ def parse_labels(text: str | bytes, path: str, *, duration_ms: float | None = No
     items = doc["annotations"]
     if not isinstance(items, list):
         raise InputError(Problem(path, "annotations", f"expected a list, found {type(items).__name__}"))
+    if len(items) > MAX_ANNOTATIONS:
+        raise InputError(Problem(path, "annotations", f"{len(items)} entries, more than the {MAX_ANNOTATIONS} "
+                                 "a label file may hold (a game has about 2,000)"))
     url_local = doc.get("UrlLocal")
     if url_local is not None:
         try:

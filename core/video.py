@@ -1,24 +1,30 @@
 """Video files: finding a game's video, probing it, and reading its frames.
 
-A probe reads the container header and decodes the first frame, so a file that only looks
-like a video (wrong content, truncated header) is refused at import rather than at review.
-``FrameReader`` streams every frame for inference; ``read_frames`` fetches exact frames by
-index for training clips and the filmstrip.
+A probe reads the container header, decodes the first frame and a frame near the declared
+end, so a file that only looks like a video (wrong content, truncated header) is refused at
+import rather than at review, and a file cut short (an interrupted copy) gets the length it
+really has. ``FrameReader`` streams every frame for inference; ``read_frames`` fetches exact
+frames by index for training clips and the filmstrip; ``open_game_video`` opens a game's
+video only if it is still the file that was imported.
 """
 from __future__ import annotations
 
+import io
+import os
 import queue
 import re
+import stat as stat_module
 import threading
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import cv2
 import numpy as np
 
-from core.errors import InputError, Problem
+from core.errors import BallspotError, InputError, Problem, VideoChangedError
 
 #: Extensions a game's video may have (SoccerNet ships ``224p.mp4`` and ``720p.mp4``).
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
@@ -41,6 +47,11 @@ class VideoInfo:
     #: True when the average and base frame rates disagree (a variable-frame-rate file,
     #: which browsers cannot step through frame by frame).
     variable_fps: bool
+    #: The file's inode: with size and mtime, what ``open_game_video`` checks before reading.
+    inode: int | None = None
+    #: The length (seconds) the header declares when the file is cut short of it; the
+    #: length above is then what really decodes. None for a whole file.
+    declared_s: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,8 +80,79 @@ def _length_from_packets(container, stream, time_base: Fraction, start: float) -
     return frames, max(0.0, end - start)
 
 
+#: How far before the declared end (seconds) the probe decodes a frame to prove the file
+#: is whole (at least two frames before it, for very low frame rates).
+END_CHECK_S = 1.0
+
+
+def _decodes_from(container, stream, time_base: Fraction, t: float) -> bool:
+    """Whether a frame at or after time ``t`` (seconds, the stream's clock) decodes."""
+    try:
+        container.seek(int(t / time_base), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if frame.pts is not None and float(frame.pts * time_base) >= t - 1e-6:
+                return True
+    except (av.FFmpegError, ValueError):
+        pass
+    return False
+
+
+def _cut_by_eof(packet, size: int) -> bool:
+    """A packet reaching the end of a file known to be cut short: the demuxer hands over what
+    is there, so it is probably partial (losing a whole one at worst costs one frame)."""
+    return packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size >= size
+
+
+def _decodable_end(container, stream, time_base: Fraction, fps: float, size: int) -> float | None:
+    """In a file cut short, the time just after the last frame of the unbroken run that
+    decodes; None if nothing does.
+
+    One pass demuxes (reads packets, decodes nothing) to find the last whole packet; a second
+    decodes from the keyframe before it, stopping at the partial one. Frames come out in
+    display order; with B-frames a missing packet can leave a gap, so the run ends there.
+    """
+    container.seek(0, stream=stream, backward=True)
+    last = None
+    for packet in container.demux(stream):
+        if not packet.size:
+            continue
+        if _cut_by_eof(packet, size):
+            break
+        if packet.dts is not None:
+            last = packet.dts
+    if last is None:
+        return None
+    container.seek(int(max(0.0, float(last * time_base) - 3.0) / time_base), stream=stream, backward=True)
+    times: list[float] = []
+    try:
+        for packet in container.demux(stream):
+            cut = bool(packet.size) and _cut_by_eof(packet, size)
+            for frame in stream.decode(None if cut else packet):  # None flushes the decoder
+                if frame.pts is not None:
+                    times.append(float(frame.pts * time_base))
+            if cut:
+                break
+    except (av.FFmpegError, ValueError):
+        pass  # a damaged packet: what decoded before it stands
+    if not times:
+        return None
+    times.sort()
+    end = times[0]
+    for t in times[1:]:
+        if t - end > 1.5 / fps:
+            break
+        end = t
+    return end + 1 / fps
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """Probe a video with PyAV; raise :class:`InputError` naming the file if it is not one."""
+    """Probe a video with PyAV; raise :class:`InputError` naming the file if it is not one.
+
+    A file whose frames stop short of the length its header declares (an interrupted copy
+    of a file with its index at the front) keeps what does decode: its length is then taken
+    from the last frame that decodes, and ``declared_s`` says what the header claimed, for
+    the import to warn about.
+    """
     path = Path(path)
     try:
         stat = path.stat()
@@ -99,6 +181,13 @@ def probe(path: str | Path) -> VideoInfo:
                 frames, duration = _length_from_packets(container, stream, time_base, start)
                 if frames <= 0:
                     raise InputError(Problem(str(path), "", "the video's length cannot be determined"))
+            declared = None
+            if not _decodes_from(container, stream, time_base, start + max(0.0, duration - max(END_CHECK_S, 2 / fps))):
+                end = _decodable_end(container, stream, time_base, fps, stat.st_size)
+                if end is None or end <= start:
+                    raise InputError(Problem(str(path), "", "no frame near its start decodes again (a damaged file)"))
+                declared, duration = duration, end - start
+                frames = max(1, int(round(duration * fps)))
             base = stream.base_rate
             variable = bool(base) and abs(float(base) - fps) > 1e-3
             return VideoInfo(
@@ -113,6 +202,8 @@ def probe(path: str | Path) -> VideoInfo:
                 mtime=stat.st_mtime,
                 codec=stream.codec_context.name,
                 variable_fps=variable,
+                inode=stat.st_ino,
+                declared_s=declared,
             )
     except InputError:
         raise
@@ -261,10 +352,29 @@ class FrameReader:
         self.close()
 
 
-def read_frames(path: str | Path, frames: list[int], size: tuple[int, int] | None = None,
+def _frames(container, stream):
+    """``container.decode(stream)`` that ends quietly at a packet that does not decode (the
+    cut end of a truncated file, a damaged packet): the decoder is flushed so that the frames
+    it holds back (B-frames) come out, the frames before it stand, and a frame asked for
+    after it is reported missing by name instead of as a decoder error."""
+    for packet in container.demux(stream):
+        try:
+            frames = stream.decode(packet)  # the empty packet at the end flushes the decoder
+        except (av.InvalidDataError, av.EOFError):
+            try:
+                yield from stream.decode(None)
+            except av.FFmpegError:
+                pass
+            return
+        yield from frames
+
+
+def read_frames(source: str | Path | BinaryIO, frames: list[int], size: tuple[int, int] | None = None,
                 as_grey: bool = True, rate: float | None = None) -> dict[int, np.ndarray]:
     """Exact frames by index (random access): seek to the keyframe before the first, decode on.
 
+    ``source`` is a path, or a binary file already open (``open_game_video``'s, checked to be
+    the imported video): it is read from its start and left open for its owner to close.
     Frame numbers come from timestamps counted from the stream's first frame, not from
     counting after a seek, so they are exact whatever the keyframe interval; if a seek lands
     past the first wanted frame (some files' keyframe index), it backs off and seeks again.
@@ -274,16 +384,21 @@ def read_frames(path: str | Path, frames: list[int], size: tuple[int, int] | Non
     out: dict[int, np.ndarray] = {}
     if not frames:
         return out
-    with av.open(str(path)) as container:
+    if isinstance(source, (str, Path)):
+        name, opened = str(source), str(source)
+    else:
+        name, opened = str(getattr(source, "name", "video")), source
+        source.seek(0)
+    with av.open(opened) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate)
         tb = stream.time_base
         # label frame -> video frame
-        source = {int(f): (int(round(int(f) * fps / rate)) if rate else int(f)) for f in frames}
-        wanted = sorted(set(source.values()))
-        first = next(container.decode(stream), None)  # the stream's own frame 0
+        wanted_of = {int(f): (int(round(int(f) * fps / rate)) if rate else int(f)) for f in frames}
+        wanted = sorted(set(wanted_of.values()))
+        first = next(_frames(container, stream), None)  # the stream's own frame 0
         if first is None or first.pts is None:
-            raise InputError(Problem(str(path), "frame 0", "no decodable frame"))
+            raise InputError(Problem(name, "frame 0", "no decodable frame"))
         origin = first.pts
         decoded: dict[int, np.ndarray] = {}
         back = 1.0
@@ -291,7 +406,7 @@ def read_frames(path: str | Path, frames: list[int], size: tuple[int, int] | Non
             target = origin + int(max(0.0, wanted[0] / fps - back) / tb)
             container.seek(target, stream=stream, backward=True)
             start_index = None
-            for frame in container.decode(stream):
+            for frame in _frames(container, stream):
                 if frame.pts is None:
                     continue
                 index = int(round(float((frame.pts - origin) * tb) * fps))
@@ -301,15 +416,84 @@ def read_frames(path: str | Path, frames: list[int], size: tuple[int, int] | Non
                         break  # landed after the first wanted frame: seek further back
                 if index > wanted[-1]:
                     break
-                if index in source.values() and index not in decoded:
+                if index in wanted_of.values() and index not in decoded:
                     # The same grey as FrameReader's, so training sees inference's pixels.
                     img = grey(frame) if as_grey else frame.to_ndarray(format="bgr24")
                     decoded[index] = fit(img, size) if size else img
             if start_index is not None and start_index <= wanted[0]:
                 break
             back *= 4
-    for f, v in source.items():
+    for f, v in wanted_of.items():
         if v not in decoded:
-            raise InputError(Problem(str(path), f"frame {f}", "past the end of the video or unreadable"))
+            raise InputError(Problem(name, f"frame {f}", "past the end of the video or unreadable"))
         out[f] = decoded[v]
     return out
+
+
+# --------------------------------------------------------------------------- a game's video
+
+
+def _changed(st: os.stat_result, game: dict) -> str | None:
+    """How a file differs from the video imported for ``game``; None if it does not."""
+    if not stat_module.S_ISREG(st.st_mode):
+        kind = ("a symbolic link" if stat_module.S_ISLNK(st.st_mode)
+                else "a folder" if stat_module.S_ISDIR(st.st_mode) else "not a regular file")
+        return f"it is now {kind}"
+    if game.get("size_bytes") is not None and st.st_size != game["size_bytes"]:
+        return f"its size is {st.st_size} bytes, not the {game['size_bytes']} imported"
+    if game.get("video_mtime") is not None and abs(st.st_mtime - game["video_mtime"]) > 1e-6:
+        return "it was modified after the import"
+    # Databases from before schema 2 have no inode: size and time still tell a changed file.
+    if game.get("video_inode") is not None and st.st_ino != game["video_inode"]:
+        return "it is another file under the same name"
+    return None
+
+
+def open_game_video(game: dict) -> io.BufferedReader:
+    """A game's video, opened for reading only if it is still the file that was imported.
+
+    ``game`` is the store's row (``video_path``, ``size_bytes``, ``video_mtime``,
+    ``video_inode``). Why: the path is reused long after the import, and whatever is at it
+    then is read by the server. The path is checked with ``lstat`` *before* it is opened, so a
+    link, a folder, a FIFO or another file (say a hard link to the workspace's database,
+    whose opening and closing would drop the process's SQLite locks) is never opened; then it
+    is opened without following links (``O_NOFOLLOW``; ``O_NONBLOCK`` so a FIFO swapped in
+    meanwhile cannot hang the server) and the open file is checked again (``fstat``), so a
+    swap between the two is caught too. Raises :class:`VideoChangedError` naming the game.
+    The caller closes the file.
+    """
+    path = game.get("video_path")
+    who = game.get("url_local") or f"game {game.get('id')}"
+    if not path:
+        raise BallspotError(f"{who}: this game has no video")
+
+    def refuse(why: str) -> VideoChangedError:
+        return VideoChangedError(
+            f"{who}: its video {path} is not the file that was imported ({why}): it changed since, "
+            "or was replaced by a link or a folder; re-import the game to use it"
+        )
+
+    try:
+        before = os.lstat(path)
+    except OSError as exc:
+        raise refuse(f"cannot read it: {exc.strerror}") from None
+    why = _changed(before, game)
+    if why:
+        raise refuse(why)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise refuse(f"cannot open it: {exc.strerror}") from None
+    try:
+        now = os.fstat(fd)
+        why = _changed(now, game) or (
+            "it was replaced while being opened" if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino) else None)
+        if why:
+            raise refuse(why)
+        raw = io.FileIO(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
+    raw.name = path  # error messages name the file, not the descriptor
+    return io.BufferedReader(raw)

@@ -4,14 +4,17 @@ Every path the product writes is derived here, so the layout is stated once.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import BallspotError
+from core.errors import BallspotError, InputError, Problem
 
 #: The workspace a user gets without ``--workspace``: ``./data`` beside ``launch.py``.
 DEFAULT_WORKSPACE = Path(__file__).resolve().parent.parent / "data"
 DB_NAME = "ballspot.sqlite"
+#: The files SQLite keeps beside the database (WAL mode uses the first two).
+DB_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True)
@@ -65,3 +68,59 @@ class Workspace:
         if resolved != self.root and self.root not in resolved.parents:
             raise BallspotError(f"{path}: outside the workspace {self.root}")
         return resolved
+
+    @property
+    def database_files(self) -> list[Path]:
+        """The database and the files SQLite keeps beside it."""
+        return [self.root / f"{DB_NAME}{suffix}" for suffix in DB_SUFFIXES]
+
+    def guard(self, path: str | Path, *, writing: bool = False) -> Path:
+        """Refuse a path a user gave before anything opens it; return it unchanged.
+
+        Why: closing *any* file descriptor of the database drops every POSIX lock this
+        process holds on it (SQLite's locks are per process, not per descriptor). Another
+        process (``launch.py games``) then believes it is the last user, checkpoints and
+        deletes ``-wal`` and ``-shm``, and every later edit of this process goes into
+        unlinked files and is lost. So a path that *is* the database or its ``-wal``/``-shm``
+        (compared by device and inode from ``os.stat``, which never opens: this catches
+        symbolic and hard links under any name, ``x.mp4`` or ``Labels-ball.json``) is
+        refused, as is any path that resolves inside the workspace, except ``sources/`` and
+        ``soccernet/`` (where zips are unpacked and SoccerNet's downloads land) for reading,
+        and ``sources/`` and ``runs/`` for writing (exports).
+
+        Raises :class:`InputError` (reading: an import) or :class:`BallspotError` (writing).
+        """
+        verb = "export" if writing else "import"
+        where = "to" if writing else "from"
+        reason = self._refusal(Path(path), writing)
+        if reason is None:
+            return Path(path)
+        message = f"{reason}; {verb} {where} elsewhere"
+        if writing:
+            raise BallspotError(f"{path}: {message}")
+        raise InputError(Problem(str(path), "", message))
+
+    def _refusal(self, path: Path, writing: bool) -> str | None:
+        try:
+            st = os.stat(path)  # follows links, never opens the file
+        except (OSError, ValueError):
+            st = None
+        if st is not None:
+            for db in self.database_files:
+                try:
+                    other = os.stat(db)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino):
+                    return f"is the workspace's database ({db.name}), or a link to it"
+        real = Path(os.path.realpath(path))
+        root = Path(os.path.realpath(self.root))
+        if real != root and root not in real.parents:
+            return None
+        areas = (self.sources_dir, self.runs_dir) if writing else (self.sources_dir, self.soccernet_dir)
+        for area in areas:
+            area = Path(os.path.realpath(area))
+            if real == area or area in real.parents:
+                return None
+        names = " and ".join(f"{a.name}/" for a in areas)
+        return f"is inside the workspace {root} (only its {names} may be used)"

@@ -296,8 +296,10 @@ def test_scoped_redo_finds_an_unscoped_undo(store, game):
     assert 50 in [r["frame"] for r in store.labels(game)]
 
 
-def test_readers_in_other_threads_never_see_half_an_import(workspace):
-    """The app's handlers share one store across threads: a reader sees a whole import or none."""
+def test_readers_in_other_threads_never_see_half_a_game(workspace):
+    """The app's handlers share one store across threads: a reader sees each game of an
+    import whole or not at all (an import writes game by game, so others need not wait for
+    all of it)."""
     from conftest import REAL_DATA, REAL_LABELS
 
     store = Store.open(workspace)
@@ -311,11 +313,16 @@ def test_readers_in_other_threads_never_see_half_an_import(workspace):
     t = threading.Thread(target=reader)
     t.start()
     try:
-        import_source(store, REAL_DATA, workspace=workspace)
+        report = import_source(store, REAL_DATA, workspace=workspace)
     finally:
         stop.set()
         t.join()
-    assert seen <= {0, REAL_LABELS}
+    whole, total = {0}, 0
+    for g in report.games:  # written in this order
+        total += len(g.annotations)
+        whole.add(total)
+    assert total == REAL_LABELS and len(whole) == 6
+    assert seen <= whole
 
 
 def test_rerunning_predictions_unlinks_accepted_labels_through_the_history(store, game):
