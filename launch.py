@@ -320,17 +320,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from app.main import check_host, launch_app
+    from app.main import check_host, launch_app, parse_auth
     from core.demo import is_empty
 
     check_host(args.host, args.auth)
+    for auth in args.auth:
+        parse_auth(auth)  # a bad --auth fails before the demo is built
     ws = Workspace.at(args.workspace).ensure()
     with _store(args) as store:
         empty = is_empty(store)
     if empty and not args.no_demo:
         print(f"{ws.root} is empty: building the demo workspace first (about 2 minutes; --no-demo skips it)")
         cmd_demo(args)
-    launch_app(ws, host=args.host, port=args.port, auth=args.auth)
+    launch_app(ws, host=args.host, port=args.port, auth=args.auth, extra_hosts=args.allowed_host)
     return 0
 
 
@@ -346,7 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workspace", default=None, metavar="DIR", help=help_ws)
     parser.add_argument("--host", default="127.0.0.1", help="address the app listens on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login")
+    parser.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
+                        help="require a login; repeat for each user (passwords of at least 8 characters). "
+                             "Edits are recorded under the login")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="another name the app is reached by (repeatable; requests naming any other "
+                             "Host are refused: DNS rebinding)")
     parser.add_argument("--no-demo", action="store_true", help="start on an empty workspace without building the demo")
     parser.set_defaults(func=cmd_app)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")

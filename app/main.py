@@ -5,11 +5,15 @@ and Export. Every handler calls the same ``core`` functions as the command line.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
+from gradio.routes import App
+from gradio.utils import get_upload_folder
 
 from core.errors import BallspotError
 from core.export import export
@@ -20,31 +24,39 @@ from core.store import Store
 from core.workspace import Workspace
 
 from app.models import models_screen
-from app.review import review_screen, serve_videos
+from app.review import review_screen
+from app.server import LOCAL_HOSTS, VIDEO_ROUTE, RequestGuard, allowed_hosts, video_endpoint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-def build_app(workspace: Workspace, *, server_paths: bool = True) -> gr.Blocks:
+#: Who is logged in, from a request (None without a login): the session decides, never the client.
+Users = Callable[[object], "str | None"]
+
+
+def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users | None = None,
+              store: Store | None = None) -> gr.Blocks:
     """``server_paths``: whether Import may read folders on the server (only when the app is
-    local; a remote user uploads)."""
-    store = Store.open(workspace)
-    serve_videos(store)  # before any component is built
+    local; a remote user uploads, and is shown paths relative to the workspace).
+    ``users``: the logged-in user of a request, when the app has logins."""
+    store = store or Store.open(workspace)
+    public = _public_paths(workspace) if not server_paths else (lambda text: text)
 
     def refresh():
-        serve_videos(store)  # games imported since start
         table = games_table(store)
         names = table["game"].tolist()
         versions = [m["version"] for m in store.models()]
         return table, gr.update(choices=names), gr.update(choices=["(labels)", *versions])
 
     def do_import(path: str, upload: str | None, split: str, replace: bool, author: str,
-                  progress=gr.Progress()):
+                  request: gr.Request, progress=gr.Progress()):
         if (path or "").strip() and not server_paths:
             raise gr.Error("This app is reachable from other machines: upload a file; server folders are not read.")
         source = upload or (path or "").strip()
         if not source:
             raise gr.Error("Give a folder or zip path, or upload a Labels-ball.json or zip.")
+        if users is not None:
+            author = users(request) or author  # the login, not what the form says
         log: list[str] = []
 
         def report(done: int, total: int, message: str) -> None:
@@ -53,33 +65,43 @@ def build_app(workspace: Workspace, *, server_paths: bool = True) -> gr.Blocks:
 
         try:
             result = import_source(store, source, workspace=workspace, split=split or None, replace=replace,
-                                   author=author or None, progress=report)
+                                   author=author or None, progress=report, upload=bool(upload))
         except BallspotError as exc:
-            return "\n".join(log + [f"error: {exc}"]), *refresh()
-        return "\n".join(log + [result.summary()]), *refresh()
+            return public("\n".join(log + [f"error: {exc}"])), *refresh()
+        finally:
+            if upload:
+                _discard_upload(upload)
+        return public("\n".join(log + [result.summary()])), *refresh()
+
+    exports: list[Path] = []
 
     def do_export(games: list[str], which: str, single: bool):
         """A zip in SoccerNet's layout; with one game and ``single``, its JSON file alone
-        (Labels-ball.json or results_spotting.json)."""
+        (Labels-ball.json or results_spotting.json). Gradio copies the file into its cache to
+        serve it, so the previous export's folder is removed when a new one is made."""
+        while exports:
+            shutil.rmtree(exports.pop(), ignore_errors=True)
         folder = Path(tempfile.mkdtemp(prefix="ballspot-export-"))
+        exports.append(folder)
         predictions = None if which in (None, "(labels)") else which
         if single and len(games or []) == 1:
             try:
                 written = export(store, folder, games=games, predictions=predictions)
             except BallspotError as exc:
-                raise gr.Error(str(exc)) from None
+                raise gr.Error(public(str(exc))) from None
             return str(folder / written[0]), f"Exported {written[0]}."
         out = folder / ("labels.zip" if predictions is None else f"predictions-{which}.zip")
         try:
             written = export(store, out, games=games or None, predictions=predictions)
         except BallspotError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(public(str(exc))) from None
         return str(out), f"Exported {len(written)} game(s) to {out.name}."
 
     with gr.Blocks(title="Ballspot Studio") as demo:
-        gr.Markdown(f"## Ballspot Studio  <small>workspace `{workspace.root}`</small>")
+        shown = workspace.root if server_paths else workspace.root.name
+        gr.Markdown(f"## Ballspot Studio  <small>workspace `{shown}`</small>")
         with gr.Tab("Review"):
-            review_screen(store, workspace)
+            review_screen(store, workspace, users=users, public=public)
         with gr.Tab("Models"):
             fill_models, model_outputs = models_screen(store, workspace)
         with gr.Tab("Games"):
@@ -117,26 +139,71 @@ def build_app(workspace: Workspace, *, server_paths: bool = True) -> gr.Blocks:
     return demo
 
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Uploads above this are refused before they are stored (a label zip of all SoccerNet is ~5 MB).
 MAX_UPLOAD = "200mb"
+#: The shortest password ``--auth`` accepts.
+MIN_PASSWORD = 8
 
 
-def check_host(host: str, auth: str | None) -> None:
+def _public_paths(workspace: Workspace) -> Callable[[str], str]:
+    """Messages for a remote user: the server's own folders (the workspace, Gradio's upload
+    folder) are not theirs to know, so they are shown relative."""
+    uploads = Path(get_upload_folder()).resolve()
+    prefixes = [(str(workspace.root) + "/", ""), (str(workspace.root), "."), (str(uploads) + "/", "upload:")]
+
+    def public(text: str) -> str:
+        for prefix, shown in prefixes:
+            text = text.replace(prefix, shown)
+        return text
+    return public
+
+
+def _discard_upload(path: str) -> None:
+    """Gradio keeps every upload in a folder of its own under its upload folder; an imported
+    label file or zip is not needed again. Only such a folder is removed."""
+    folder = Path(path).resolve().parent
+    if folder.parent == Path(get_upload_folder()).resolve():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_host(host: str, auth: list[str] | str | None) -> None:
     """Anyone who reaches the app can read the served videos and edit labels: listening beyond
     this machine needs a login."""
     if host not in LOCAL_HOSTS and not auth:
         raise BallspotError(f"--host {host} makes the app reachable from other machines; give --auth USER:PASS too")
 
 
-def launch_app(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> None:
+def parse_auth(auth: str) -> tuple[str, str]:
+    user, sep, password = auth.partition(":")
+    if not sep or not user.strip():
+        raise BallspotError("--auth takes USER:PASS")
+    if len(password) < MIN_PASSWORD:
+        raise BallspotError(f"--auth: the password must have at least {MIN_PASSWORD} characters")
+    return user.strip(), password
+
+
+def launch_app(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860,
+               auth: list[str] | str | None = None, extra_hosts: list[str] | None = None) -> None:
+    """Serve the app: Gradio inside :class:`app.server.RequestGuard`, videos by game id.
+    ``auth``: ``USER:PASS`` logins (one or a list); with any, every edit is the login's."""
     check_host(host, auth)
-    credentials = None
-    if auth:
-        user, sep, password = auth.partition(":")
-        if not sep or not user:
-            raise BallspotError("--auth takes USER:PASS")
-        credentials = (user, password)
-    build_app(workspace.ensure(), server_paths=host in LOCAL_HOSTS).launch(
-        server_name=host, server_port=port, auth=credentials, share=False, max_file_size=MAX_UPLOAD,
-        css_paths=[ASSETS / "app.css", ASSETS / "review.css"])
+    logins = [auth] if isinstance(auth, str) else list(auth or [])
+    credentials = [parse_auth(a) for a in logins] or None
+    server = App()  # Gradio's own server class, made here so the guard and the video route come first
+    server.add_middleware(RequestGuard, hosts=allowed_hosts(host, extra_hosts or []))
+
+    def users(request) -> str | None:
+        """The login of a request (a gr.Request or Starlette's), from Gradio's session cookie."""
+        raw = getattr(request, "request", None) or request
+        cookies = getattr(raw, "cookies", None) or {}
+        token = cookies.get(f"access-token-{server.cookie_id}") or cookies.get(
+            f"access-token-unsecure-{server.cookie_id}")
+        return server.tokens.get(token) if token else None
+
+    workspace = workspace.ensure()
+    store = Store.open(workspace)
+    server.add_api_route(VIDEO_ROUTE, video_endpoint(store, users, needs_login=credentials is not None),
+                         methods=["GET", "HEAD"], include_in_schema=False)
+    demo = build_app(workspace, server_paths=host in LOCAL_HOSTS, users=users if credentials else None, store=store)
+    demo.launch(server_name=host, server_port=port, auth=credentials, share=False, max_file_size=MAX_UPLOAD,
+                css_paths=[ASSETS / "app.css", ASSETS / "review.css"], _app=server)

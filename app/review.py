@@ -4,8 +4,10 @@ a thin wrapper over ``core.review``; the store commits before any of them return
 """
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
-from urllib.parse import quote
+from typing import Callable
 
 import gradio as gr
 
@@ -14,27 +16,13 @@ from core.active import review_queue
 from core.review import delta, edit, filmstrip, game_choices, open_game, score_curve
 from core.versions import active_version
 from core.store import Store
+from core.video import open_game_video
 from core.workspace import Workspace
 
+from app.server import video_url
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-
-def video_url(path: str | None) -> str | None:
-    """The URL Gradio serves a registered video from, in place, with HTTP Range support."""
-    return f"/gradio_api/file={quote(str(Path(path).resolve()))}" if path else None
-
-
-_SERVED: set[str] = set()
-
-
-def serve_videos(store: Store) -> None:
-    """Register each game's video file (not its folder: nothing else beside it) as static;
-    Gradio keeps one global list, so only files not yet registered are added."""
-    videos = {str(Path(g["video_path"]).resolve()) for g in store.games()
-              if g["video_path"] and Path(g["video_path"]).is_file()} - _SERVED
-    if videos:
-        gr.set_static_paths(sorted(videos))
-        _SERVED.update(videos)
+log = logging.getLogger("ballspot.review")
 
 
 def _payload(data) -> dict:
@@ -46,65 +34,100 @@ def _payload(data) -> dict:
     return data
 
 
-def review_screen(store: Store, workspace: Workspace) -> gr.HTML:
-    """The review component; call inside a Blocks context."""
+def _game_id(data: dict) -> int:
+    value = data.get("game")
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+        raise BallspotError(f"'game' must be a game id, not {value!r}")
+    return int(value)
+
+
+def answers_errors(public: Callable[[str], str]):
+    """Every server function answers ``{"error": message}`` instead of raising: a malformed
+    call gets a clear message, never an HTTP 500 or a traceback. Unexpected failures are
+    logged on the server with their traceback and answered without it."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def safe(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except BallspotError as exc:
+                return {"error": public(str(exc))}
+            except (KeyError, ValueError, TypeError, OverflowError) as exc:
+                return {"error": f"malformed request: {type(exc).__name__}: {public(str(exc))[:200]}"}
+            except Exception:  # noqa: BLE001 - the user gets a message, the log the traceback
+                log.exception("%s failed", fn.__name__)
+                return {"error": f"{fn.__name__} failed on the server (see its log); nothing was changed"}
+        return safe
+    return wrap
+
+
+def review_screen(store: Store, workspace: Workspace, *, users: Callable[[object], str | None] | None = None,
+                  public: Callable[[str], str] = str) -> gr.HTML:
+    """The review component; call inside a Blocks context. ``users``: the logged-in user of a
+    request when the app has logins; then every edit is that user's, whatever the client says."""
+    safe = answers_errors(public)
 
     def user(request: gr.Request | None, data: dict) -> str | None:
-        name = getattr(request, "username", None) if request is not None else None
-        return name or (str(data.get("author") or "").strip()[:64] or None)
+        if users is not None:
+            name = users(request)
+            if not name:
+                raise BallspotError("log in again: this session has no user")
+            return name
+        return str(data.get("author") or "").strip()[:64] or None
 
     def list_games(data=None) -> list:
         return [[name, gid] for name, gid in game_choices(store)]
 
     def whoami(data=None, request: gr.Request = None) -> str | None:
-        return getattr(request, "username", None) if request is not None else None
+        return users(request) if users is not None else None
 
     def open_game_fn(data=None) -> dict:
-        try:
-            data = open_game(store, int(_payload(data)["game"]))
-        except (BallspotError, KeyError, ValueError) as exc:
-            return {"error": str(exc)}
-        serve_videos(store)
-        data["video_url"] = video_url(data["game"]["video"])
+        data = open_game(store, _game_id(_payload(data)))
+        data["video_url"] = video_url(data["game"]["id"]) if data["game"]["video"] else None
         return data
 
     def edit_fn(data=None, request: gr.Request = None) -> dict:
         data = _payload(data)
-        game = int(data["game"])
-        result = edit(store, game, dict(data.get("action") or {}), author=user(request, data),
+        action = data.get("action") or {}
+        if not isinstance(action, dict):
+            raise BallspotError(f"'action' must be an object, not {type(action).__name__}")
+        result = edit(store, _game_id(data), dict(action), author=user(request, data),
                       cursor=int(data.get("cursor") or 0), version=active_version(store))
-        return result.as_dict()
+        out = result.as_dict()
+        out["message"] = public(out["message"])
+        return out
 
     def sync(data=None) -> dict:
         data = _payload(data)
         version = active_version(store)
-        return {**delta(store, int(data["game"]), int(data.get("cursor") or 0), version), "version": version}
+        return {**delta(store, _game_id(data), int(data.get("cursor") or 0), version), "version": version}
 
     def filmstrip_fn(data=None) -> list | dict:
         data = _payload(data)
-        g = store.game(int(data["game"]))
-        try:
-            return filmstrip(g["video_path"], int(data["frame"]), int(g["frame_count"] or 0))
-        except BallspotError as exc:
-            return {"error": str(exc)}
+        g = store.game(_game_id(data))
+        if not g["video_path"]:
+            raise BallspotError(f"{g['url_local']} has no video")
+        with open_game_video(g) as f:  # by game id, checked against the import: never another file
+            return filmstrip(f, int(data["frame"]), int(g["frame_count"] or 0))
 
     def score_curve_fn(data=None) -> str | None:
         data = _payload(data)
-        return score_curve(workspace, active_version(store), int(data["game"]), str(data.get("label")))
+        return score_curve(workspace, active_version(store), _game_id(data), str(data.get("label")))
 
     def review_queue_fn(data=None) -> list:
         data = _payload(data)
-        items = review_queue(store, workspace, active_version(store), games=[int(data["game"])], limit=300)
+        items = review_queue(store, workspace, active_version(store), games=[_game_id(data)], limit=300)
         return [it.as_dict() for it in items]
 
     # The names the browser code calls.
     open_game_fn.__name__, edit_fn.__name__ = "open_game", "edit"
     filmstrip_fn.__name__, score_curve_fn.__name__ = "filmstrip", "score_curve"
     review_queue_fn.__name__ = "review_queue"
+    functions = [safe(fn) for fn in (list_games, whoami, open_game_fn, edit_fn, sync, filmstrip_fn, score_curve_fn,
+                                     review_queue_fn)]
     return gr.HTML(
         html_template=(ASSETS / "review.html").read_text(),
         js_on_load=(ASSETS / "review.js").read_text(),
-        server_functions=[list_games, whoami, open_game_fn, edit_fn, sync, filmstrip_fn, score_curve_fn,
-                          review_queue_fn],
+        server_functions=functions,
         elem_id="review", apply_default_css=False,
     )

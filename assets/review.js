@@ -16,7 +16,17 @@ const eventsEl = $('events');
 const LANE_H = 16, SCORE_H = 36, AXIS_H = 14;
 const KEYS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '-', '='];
 
-function call(name, payload) { return server[name](payload); }
+// A server function that fails answers {error}: open_game and filmstrip show it in place,
+// the others on the status line (and give null).
+async function call(name, payload) {
+  const r = await server[name](payload);
+  if (r && typeof r === 'object' && !Array.isArray(r) && typeof r.error === 'string' && !('ok' in r)) {
+    if (name === 'open_game' || name === 'filmstrip') return r;
+    status(`${name}: ${r.error}`, 'error');
+    return null;
+  }
+  return r;
+}
 function status(text, kind) {
   const el = $('edit-status');
   el.textContent = text;
@@ -30,7 +40,7 @@ function author() { return $('author').value.trim(); }
 
 // ------------------------------------------------------------------ games
 async function loadGames(keep) {
-  const games = await call('list_games', {});
+  const games = (await call('list_games', {})) || [];
   const sel = $('game-select');
   const current = keep ? sel.value : '';
   sel.replaceChildren(...games.map(([name, id]) => {
@@ -380,7 +390,7 @@ function loadFilmstrip(e) {
 S.queue = []; S.visited = new Set();
 async function loadQueue() {
   if (!S.game) return [];
-  S.queue = await call('review_queue', { game: S.game.id });
+  S.queue = (await call('review_queue', { game: S.game.id })) || [];
   const box = $('queue');
   box.replaceChildren(...S.queue.map((it, i) => {
     const r = document.createElement('div');
@@ -433,6 +443,10 @@ function applyDelta(d) {
   S.cursorId = Math.max(S.cursorId, d.cursor);
   if (S.selected && !S.events.has(S.selected)) S.selected = null;
 }
+function madeBy(predictionId) {  // the label that accepting this prediction made, if shown
+  for (const e of S.events.values()) if (e.kind === 'label' && e.prediction === predictionId) return e;
+  return null;
+}
 // Edits go one at a time, in key-press order; each names the revision the screen holds when
 // it is sent (after the previous edit's reply), so fast repeated keys never conflict with
 // themselves, while an edit made in another tab still does.
@@ -451,13 +465,17 @@ async function sendNow(action, game, seq) {
   const t0 = performance.now();
   const payload = { ...action };
   if (payload.id && S.events.has(payload.id)) payload.revision = S.events.get(payload.id).revision;
+  // A correction through an accepted prediction changes the label it made: name the revision
+  // of that label as shown here too, so a change made to it elsewhere is not overwritten.
+  const made = payload.id && payload.id[0] === 'p' && madeBy(Number(payload.id.slice(1)));
+  if (made) payload.made_revision = made.revision;
   let res;
   try {
     res = await call('edit', { game, action: payload, cursor: S.cursorId, author: author() });
   } catch (err) {
     status(`not saved: ${err}`, 'error'); return;
   }
-  if (seq !== S.openSeq) return;  // the reply of a game no longer shown
+  if (seq !== S.openSeq || !res) return;  // the reply of a game no longer shown, or an error shown
   applyDelta(res.delta);
   if (res.select) S.selected = res.select;
   refreshList(); drawMarkers();

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -79,7 +79,9 @@ def open_game(store: Store, game: int | str, version: str | None = None) -> dict
     frames = int(g["frame_count"] or 0) or (max((e["frame"] for e in events), default=0) + FPS)
     return {
         "game": {"id": g["id"], "name": g["url_local"], "split": g["split"], "frames": frames,
-                 "fps": FPS, "video": g["video_path"], "width": g["width"], "height": g["height"]},
+                 # The file's name only: where it lies on the server is not the browser's business.
+                 "fps": FPS, "video": Path(g["video_path"]).name if g["video_path"] else None,
+                 "width": g["width"], "height": g["height"]},
         "version": version, "events": events, "classes": list(CLASSES), "colours": CLASS_COLOURS,
         "teams": list(TEAMS_ROLE), "cursor": cursor,
     }
@@ -122,6 +124,24 @@ def _parse_id(event_id: str) -> tuple[str, int]:
     return ("labels" if event_id[0] == "l" else "predictions"), int(event_id[1:])
 
 
+def _whole(value: Any, what: str) -> int:
+    """A whole number from a client (JSON gives ints, floats or strings; never a bool)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 30:
+        return int(value)
+    raise BallspotError(f"{what} {str(value)[:40]!r} is not a whole number")
+
+
+def _revision(action: dict, key: str) -> int:
+    if key not in action or action[key] is None:
+        raise BallspotError(f"an edit of event {action.get('id')} must name the {key} it was based on "
+                            "(reload the game); nothing was changed")
+    return _whole(action[key], key)
+
+
 def _flip_team(team: str) -> str:
     for pair in (TEAMS_ROLE, TEAMS_SIDE):
         if team in pair:
@@ -146,28 +166,36 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
             label = action.get("label")
             if label not in CLASS_INDEX:
                 raise BallspotError(f"unknown class {label!r}")
-            row = store.add_label(g["id"], int(action["frame"]), label, action.get("team") or TEAMS_ROLE[0],
-                                  author=author)
+            row = store.add_label(g["id"], _whole(action["frame"], "frame"), label,
+                                  action.get("team") or TEAMS_ROLE[0], author=author)
             select, message = f"l{row['id']}", f"added {label} {row['team']} at {clock(row['frame'])}"
         elif op in ("undo", "redo"):
             target = (store.undo if op == "undo" else store.redo)(g["id"], author=author)
             message = f"{op}: {target['summary']}" if target else f"nothing to {op}"
         elif op in ("move", "relabel", "team", "delete", "accept", "reject"):
             table, row_id = _parse_id(action.get("id"))
-            revision = action.get("revision")
+            # Every edit of an existing event names the revision it was based on: without it
+            # a stale tab would overwrite what another one confirmed.
+            revision = _revision(action, "revision")
             row = store.label(row_id) if table == "labels" else store.prediction(row_id)
             if row["game_id"] != g["id"]:
                 raise BallspotError(f"event {action.get('id')} belongs to another game")
             if table == "predictions" and row["status"] == "accepted" and op in ("move", "relabel", "team"):
                 made = store.label_made_by(row_id)
                 if made:  # an accepted prediction is corrected through the label it made
-                    if revision is not None and revision != row["revision"]:
+                    if revision != row["revision"]:
                         raise ConflictError(f"prediction {row_id} was changed since you loaded it; nothing was "
                                             "overwritten", current=row)
-                    table, row_id, row, revision = "labels", made["id"], made, made["revision"]
+                    if "made_revision" not in action:
+                        raise ConflictError(f"prediction {row_id} was accepted as label {made['id']}: reload to "
+                                            "correct that label; nothing was changed", current=made)
+                    # The label's own revision, as the client saw it: a change made to it in
+                    # another tab since is a conflict, not silently overwritten.
+                    table, row_id, row, revision = "labels", made["id"], made, _revision(action, "made_revision")
             changes: dict[str, Any] = {}
             if op == "move":
-                frame = int(action["frame"]) if "frame" in action else row["frame"] + int(action.get("by", 0))
+                frame = _whole(action["frame"], "frame") if "frame" in action else \
+                    row["frame"] + _whole(action.get("by", 0), "by")
                 changes["frame"] = max(0, frame)
             elif op == "relabel":
                 if action.get("label") not in CLASS_INDEX:
@@ -223,11 +251,13 @@ def score_curve(workspace: Workspace, version: str | None, game_id: int, label: 
     return base64.b64encode(np.round(curve * 255).astype(np.uint8).tobytes()).decode()
 
 
-def filmstrip(video: str | Path, frame: int, frame_count: int, radius: int = FILMSTRIP_RADIUS,
+def filmstrip(video: BinaryIO, frame: int, frame_count: int, radius: int = FILMSTRIP_RADIUS,
               height: int = 144) -> list[dict]:
-    """Frames ``frame - radius .. frame + radius`` decoded exactly on the server, as JPEG data URIs."""
-    if not video or not Path(video).is_file():
-        raise BallspotError(f"{video}: the video of this game is missing")
+    """Frames ``frame - radius .. frame + radius`` decoded exactly on the server, as JPEG data
+    URIs. ``video``: the game's video as opened by :func:`core.video.open_game_video` (checked
+    to be the file imported, never a path a link could redirect)."""
+    if not 0 <= frame < max(frame_count, 1):
+        raise BallspotError(f"frame {frame} is not in the video (frames 0 to {max(frame_count, 1) - 1})")
     wanted = [f for f in range(frame - radius, frame + radius + 1) if 0 <= f < max(frame_count, 1)]
     decoded = read_frames(video, wanted, None, as_grey=False, rate=FPS)  # colour: shirts tell teams
     out = []

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,6 +103,8 @@ def running_app(workspace: Path, *extra: str):
         try:
             urllib.request.urlopen(url + "gradio_api/info", timeout=2)
             break
+        except urllib.error.HTTPError:
+            break  # it answers (401 with --auth): it is up
         except OSError:
             if proc.poll() is not None:
                 raise RuntimeError(Path(log.name).read_text())

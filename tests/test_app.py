@@ -39,7 +39,7 @@ def test_import_table_and_export_through_the_app(app_url, tmp_path):
         assert len(zf.namelist()) == 5
 
 
-def test_only_registered_videos_are_served_with_range_support(tmp_path):
+def test_videos_are_served_by_game_id_with_range_support_and_nothing_else_is(tmp_path):
     import urllib.error
     import urllib.request
     from urllib.parse import quote
@@ -55,10 +55,10 @@ def test_only_registered_videos_are_served_with_range_support(tmp_path):
         import_source(store, tmp_path / "src", workspace=ws, split="test")
         video = store.games()[0]["video_path"]
     with running_app(ws.root) as url:
-        req = urllib.request.Request(f"{url}gradio_api/file={quote(video)}", headers={"Range": "bytes=0-99"})
+        req = urllib.request.Request(f"{url}ballspot/video/1", headers={"Range": "bytes=0-99"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 206 and len(resp.read()) == 100
-        for other in (ws.db_path, tmp_path / "src" / "l" / "s" / "g" / "secret.txt",
+        for other in (video, ws.db_path, tmp_path / "src" / "l" / "s" / "g" / "secret.txt",
                       tmp_path / "src" / "l" / "s" / "g" / "Labels-ball.json"):
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(f"{url}gradio_api/file={quote(str(other))}", timeout=10)

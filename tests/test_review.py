@@ -10,6 +10,7 @@ import pytest
 from conftest import annotation, make_game
 from core.infer import GameScores, save_curves
 from core.ingest import import_source
+from core.video import open_game_video
 from core.review import delta, edit, filmstrip, game_choices, open_game, score_curve
 from core.store import Store
 
@@ -106,7 +107,8 @@ def test_correcting_a_prediction_accepts_it_corrected_in_one_undo_step(store, ga
     assert store.prediction(p["id"])["frame"] == 60 and store.prediction(p["id"])["status"] == "accepted"
     assert result.select == f"l{label['id']}"
     # Correcting it again edits the label it made: the earlier correction (frame 61) stays.
-    result = _edit(store, game, {"op": "team", "id": f"p{p['id']}", "revision": store.prediction(p["id"])["revision"]})
+    result = _edit(store, game, {"op": "team", "id": f"p{p['id']}", "revision": store.prediction(p["id"])["revision"],
+                                 "made_revision": label["revision"]})
     assert result.ok, result.message
     labels = [r for r in store.labels(game) if r["prediction_id"] == p["id"]]
     assert [(r["frame"], r["team"]) for r in labels] == [(61, "home")]
@@ -137,6 +139,10 @@ def test_a_stale_edit_is_a_conflict_and_overwrites_nothing(store, game):
     ({"op": "delete", "id": "x1"}, "not an event id"),
     ({"op": "accept", "id": "l1", "revision": 1}, "apply to predictions"),
     ({"op": "delete", "id": "l999999", "revision": 1}, "does not exist"),
+    ({"op": "add", "frame": 2**63, "label": "PASS"}, "past the end of the video"),
+    ({"op": "add", "frame": "12x", "label": "PASS"}, "not a whole number"),
+    ({"op": "add", "frame": True, "label": "PASS"}, "not a whole number"),
+    ({"op": "add", "frame": [1], "label": "PASS"}, "not a whole number"),
 ])
 def test_bad_edits_are_refused_with_a_message_and_store_nothing(store, game, action, words):
     before = store.dump()
@@ -158,7 +164,8 @@ def test_delta_brings_edits_made_elsewhere(store, game):
 
 def test_filmstrip_frames_are_the_exact_frames(store, game):
     g = store.game(game)
-    strip = filmstrip(g["video_path"], 50, g["frame_count"])
+    with open_game_video(g) as f:
+        strip = filmstrip(f, 50, g["frame_count"])
     assert [f["frame"] for f in strip] == list(range(46, 55)) and strip[4]["offset"] == 0
     for f in strip:  # conftest's video: a bright square at x = 3 * frame % 56
         jpg = base64.b64decode(f["src"].split(",", 1)[1])
@@ -166,7 +173,8 @@ def test_filmstrip_frames_are_the_exact_frames(store, game):
         scale = img.shape[0] / 48
         cols = np.where(img[int(14 * scale)] > 150)[0]
         assert abs(cols.min() / scale - (3 * f["frame"]) % 56) <= 1.5, f["frame"]
-    edge = filmstrip(g["video_path"], 1, g["frame_count"])
+    with open_game_video(g) as f:
+        edge = filmstrip(f, 1, g["frame_count"])
     assert [f["frame"] for f in edge] == [0, 1, 2, 3, 4, 5]
 
 
@@ -177,3 +185,31 @@ def test_score_curve_per_class(store, game, workspace):
     save_curves(workspace.scores_path("v1", game), GameScores(scores, np.zeros_like(scores)))
     curve = np.frombuffer(base64.b64decode(score_curve(workspace, "v1", game, "PASS")), np.uint8)
     assert len(curve) == 100 and curve[20] == 255 and curve.sum() == 255
+
+
+@pytest.mark.parametrize("op", ["move", "relabel", "team", "delete"])
+def test_an_edit_of_an_existing_event_must_name_its_revision(store, game, op):
+    lab = next(r for r in store.labels(game) if r["frame"] == 10)
+    before = store.dump()
+    result = _edit(store, game, {"op": op, "id": f"l{lab['id']}", "by": 1, "label": "GOAL"})
+    assert not result.ok and "must name the revision" in result.message
+    assert store.dump() == before
+
+
+def test_a_stale_tab_cannot_overwrite_a_move_of_the_label_an_accept_made(store, game):
+    """Tab A accepts p (making label l); tab B moves l; tab A, still showing p's revision,
+    moves p: B's confirmed move must stay."""
+    p = _pred(store, game, 60)
+    assert _edit(store, game, {"op": "accept", "id": f"p{p['id']}", "revision": p["revision"]}).ok
+    seen_p = store.prediction(p["id"])
+    made = store.label_made_by(p["id"])
+    assert _edit(store, game, {"op": "move", "id": f"l{made['id']}", "frame": 64, "revision": made["revision"]},
+                 author="ben").ok
+    before = store.dump()
+    stale = _edit(store, game, {"op": "move", "id": f"p{p['id']}", "frame": 58, "revision": seen_p["revision"],
+                                "made_revision": made["revision"]})
+    assert not stale.ok and "changed since you loaded it" in stale.message
+    assert store.label(made["id"])["frame"] == 64 and store.dump() == before
+    # Without the label's revision the correction is refused too (an old client, a raw API call).
+    blind = _edit(store, game, {"op": "move", "id": f"p{p['id']}", "frame": 58, "revision": seen_p["revision"]})
+    assert not blind.ok and store.dump() == before

@@ -1,0 +1,281 @@
+"""The web server around the Gradio app: who may reach it, and the video route.
+
+Why a layer of its own: Gradio serves the page and its API, but three things a review tool
+must promise are not Gradio's to decide.
+
+* **Only this app's own pages change the store.** Browsers let any web page send a POST to
+  ``127.0.0.1`` (a ``no-cors`` fetch with a ``text/plain`` body needs no preflight, and
+  Gradio parses it as JSON). :class:`RequestGuard` refuses every state-changing request whose
+  ``Origin`` (else ``Sec-Fetch-Site``) is another site, every JSON endpoint called with another
+  content type, and every request whose ``Host`` is not a name this app serves (DNS
+  rebinding: a page on ``evil.example`` that resolves to 127.0.0.1 would otherwise read the
+  replies). Clients that are not browsers (``gradio_client``, curl) send no ``Origin``: they
+  are not a cross-site threat and pass.
+* **Logins cannot be guessed at speed**: failed logins per client are limited.
+* **Videos are served by game id**, opened without following links and checked against what
+  was recorded at import (:func:`core.video.open_game_video`): a registered path swapped for a
+  link to the database is refused, never served.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import time
+from collections import defaultdict, deque
+from typing import Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import BallspotError
+from core.store import Store
+from core.video import open_game_video
+
+log = logging.getLogger("ballspot.server")
+
+#: Names every local app answers to.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Wildcard listening addresses: they say where to listen, not which name clients use.
+WILDCARDS = ("0.0.0.0", "::", "")
+#: Methods that only read. Everything else must come from the app's own pages.
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+#: Routes that take something other than JSON, and what they take.
+FORM_ROUTES = {
+    "/gradio_api/upload": ("multipart/form-data",),
+    "/gradio_api/process_recording": ("multipart/form-data",),
+    "/login": ("application/x-www-form-urlencoded", "multipart/form-data"),
+}
+#: Failed logins a client may make per window before it is answered 429.
+LOGIN_FAILURES = 5
+LOGIN_WINDOW_S = 60.0
+#: Where the review screen's video player reads a game's video.
+VIDEO_ROUTE = "/ballspot/video/{game_id}"
+
+
+def video_url(game_id: int) -> str:
+    return VIDEO_ROUTE.format(game_id=int(game_id))
+
+
+def allowed_hosts(host: str, extra: Iterable[str] = ()) -> set[str]:
+    """The ``Host`` names the app answers: the local names, the ``--host`` it listens on (and,
+    listening on every interface, this machine's own name and addresses), and ``--allowed-host``."""
+    names = {*LOCAL_HOSTS, *(h.strip().lower() for h in extra if h.strip())}
+    if host in WILDCARDS:
+        hostname = socket.gethostname()
+        names |= {hostname.lower(), socket.getfqdn().lower()}
+        try:
+            names |= {info[4][0] for info in socket.getaddrinfo(hostname, None)}
+        except OSError:
+            pass  # no resolver: the machine's name alone, or --allowed-host
+    else:
+        names.add(host.lower())
+    return names
+
+
+def _host_name(value: str) -> str:
+    """``example.org:7860`` -> ``example.org``; ``[::1]:7860`` -> ``::1``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """Whether a browser's ``Origin`` names the app at ``Host``: same name and port (a Host
+    without a port, behind a reverse proxy, has the default port of the origin's scheme)."""
+    theirs, ours = urlsplit(origin), urlsplit(f"//{host}")
+    try:
+        their_port, our_port = theirs.port, ours.port
+    except ValueError:
+        return False
+    default = {"http": 80, "https": 443}.get(theirs.scheme)
+    if default is None or not theirs.hostname:
+        return False  # "null", file:, extensions
+    return theirs.hostname == ours.hostname and (their_port or default) == (our_port or default)
+
+
+class RequestGuard:
+    """ASGI middleware: Host allow-list, same-origin writes, content types, login rate limit.
+
+    Every refusal is a short plain-text answer that says why (never a 500)."""
+
+    def __init__(self, app: ASGIApp, hosts: set[str], *, clock: Callable[[], float] = time.monotonic):
+        self.app = app
+        self.hosts = hosts
+        self.clock = clock
+        self.failures: dict[str, deque[float]] = defaultdict(deque)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self.check(scope, headers)
+        if refusal is not None:
+            status, text = refusal
+            if scope["type"] == "websocket":
+                return await send({"type": "websocket.close", "code": 1008})
+            return await PlainTextResponse(text, status_code=status)(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/login":
+            send = self._count_login(scope, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 - answered here, logged with its traceback
+            log.error("%s %s failed", scope["method"], scope["path"], exc_info=exc)
+            if not started:
+                await error_answer(Request(scope), exc)(scope, receive, send)
+
+    def check(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        """Why a request is refused, as (HTTP status, message); None when it may go on."""
+        host = headers.get("host", "")
+        if _host_name(host) not in self.hosts:
+            return 421, (f"Host {host!r} is not served by this app. Open it by a name it serves "
+                         f"({', '.join(sorted(self.hosts))}) or start it with --allowed-host NAME.")
+        method = scope.get("method", "GET")
+        if scope["type"] == "http" and method in SAFE_METHODS:
+            return None
+        origin = headers.get("origin")
+        if origin is not None:
+            if not _same_origin(origin, host):
+                return 403, f"cross-site request refused: Origin {origin!r} is not this app ({host})"
+        elif headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return 403, f"cross-site request refused (Sec-Fetch-Site: {headers['sec-fetch-site']})"
+        if scope["type"] == "http":
+            path = scope["path"].rstrip("/")
+            kinds = FORM_ROUTES.get(path, ("application/json",))
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype not in kinds:
+                return 415, f"{path} takes {' or '.join(kinds)}, not {ctype or 'a body without a type'}"
+            if path == "/login" and self._too_many(self._client(scope)):
+                return 429, f"too many failed logins: wait a minute ({LOGIN_FAILURES} a minute are allowed)"
+        return None
+
+    @staticmethod
+    def _client(scope: Scope) -> str:
+        client = scope.get("client")
+        return client[0] if client else "?"
+
+    def _too_many(self, client: str) -> bool:
+        recent = self.failures[client]
+        while recent and self.clock() - recent[0] > LOGIN_WINDOW_S:
+            recent.popleft()
+        return len(recent) >= LOGIN_FAILURES
+
+    def _count_login(self, scope: Scope, send: Send) -> Send:
+        """Wraps ``send`` to count the login's answer: Gradio answers a wrong password 400."""
+        client = self._client(scope)
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                self.failures[client].append(self.clock())
+            await send(message)
+        return counted
+
+
+# --------------------------------------------------------------------------- the video route
+
+RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+CHUNK = 1 << 20
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+    """The first byte range of a ``Range`` header as (start, end inclusive); None for the whole
+    file; "unsatisfiable" when it cannot be served. Several ranges: the first is served (a
+    206 of one part is a valid answer, and video players ask for one)."""
+    if not header:
+        return None
+    first = header.split(",")[0]
+    m = RANGE.match(first)
+    if not m or (not m.group(1) and not m.group(2)):
+        return "unsatisfiable"
+    if not m.group(1):  # the last N bytes
+        n = int(m.group(2))
+        return (max(0, size - n), size - 1) if n and size else "unsatisfiable"
+    start = int(m.group(1))
+    end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, end
+
+
+def video_endpoint(store: Store, user: Callable[[Request], Awaitable[str | None] | str | None],
+                   needs_login: bool, public: Callable[[str], str] = str) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of :data:`VIDEO_ROUTE`: a game's video, by id, with HTTP Range support."""
+
+    async def serve(request: Request) -> Response:
+        if needs_login and not await _maybe_await(user(request)):
+            return PlainTextResponse("log in first", status_code=401)
+        gid = request.path_params["game_id"]
+        if not gid.isdigit() or len(gid) > 18:
+            return PlainTextResponse(f"no game {gid[:40]!r}", status_code=404)
+        try:
+            game = store.game(int(gid))
+            f = open_game_video(game)
+        except BallspotError as exc:
+            return PlainTextResponse(public(str(exc)), status_code=404)
+        size = os.fstat(f.fileno()).st_size
+        wanted = parse_range(request.headers.get("range"), size)
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if wanted == "unsatisfiable":
+            f.close()
+            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+        start, end = wanted if wanted is not None else (0, size - 1)
+        if wanted is not None:
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(end - start + 1)
+        media = "video/mp4" if game["video_path"].lower().endswith((".mp4", ".m4v", ".mov")) else \
+            "video/webm" if game["video_path"].lower().endswith((".webm", ".mkv")) else "application/octet-stream"
+        if request.method == "HEAD":
+            f.close()
+            return Response(status_code=206 if wanted else 200, headers=headers, media_type=media)
+
+        def chunks():
+            with f:
+                f.seek(start)
+                left = end - start + 1
+                while left > 0:
+                    data = f.read(min(CHUNK, left))
+                    if not data:
+                        return
+                    left -= len(data)
+                    yield data
+        return StreamingResponse(chunks(), status_code=206 if wanted else 200, headers=headers, media_type=media)
+    return serve
+
+
+async def _maybe_await(value):
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+# --------------------------------------------------------------------------- errors
+
+#: What a malformed request makes Gradio's routes raise (a body that is not JSON or not the
+#: shape a route expects, an unknown component): the caller's fault, answered 400.
+MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
+def error_answer(request: Request, exc: Exception) -> Response:
+    """Any exception a route lets through: a short message, never a traceback. Malformed
+    requests are 400; anything else is the server's fault (500, logged by the server)."""
+    try:
+        from pydantic import ValidationError
+        malformed = isinstance(exc, (*MALFORMED, ValidationError))
+    except ImportError:  # pragma: no cover - pydantic comes with Gradio
+        malformed = isinstance(exc, MALFORMED)
+    if malformed:
+        return PlainTextResponse(f"malformed request to {request.url.path}: {type(exc).__name__}", status_code=400)
+    return PlainTextResponse(f"{request.url.path} failed on the server (see its log); nothing was changed",
+                             status_code=500)

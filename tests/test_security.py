@@ -1,0 +1,354 @@
+"""The running app as an attacker meets it: other web pages, other Host names, other users'
+names, guessed passwords, swapped videos and malformed calls. Each test starts the real
+server (launch.py) and talks HTTP to it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ROOT, annotation, make_game, running_app
+from core.ingest import import_source
+from core.store import Store
+from core.workspace import Workspace
+
+PASSWORD = "correct-horse"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    """One game with a video, two labels and a model's prediction."""
+    root = tmp_path_factory.mktemp("sec")
+    make_game(root / "src", "l/s/g", [annotation(3), annotation(9, "GOAL", "away")], video_frames=60)
+    ws = Workspace.at(root / "W").ensure()
+    with Store.open(ws) as store:
+        import_source(store, root / "src", workspace=ws, split="test")
+        store.register_model("v1")
+        store.add_predictions("v1", store.games()[0]["id"], [(20, "PASS", "home", 0.9)])
+    return ws
+
+
+@pytest.fixture(scope="module")
+def app(ws):
+    with running_app(ws.root) as url:
+        yield url
+
+
+_REVIEW_IDS: dict[str, int] = {}
+
+
+def review_id(client: httpx.Client, url: str) -> int:
+    """The review component's id (the same for every session: it comes from the layout)."""
+    if url not in _REVIEW_IDS:
+        config = client.get(url + "config").json()
+        _REVIEW_IDS[url] = next(c["id"] for c in config["components"]
+                                if c.get("props", {}).get("elem_id") == "review")
+    return _REVIEW_IDS[url]
+
+
+def server_call(client: httpx.Client, url: str, fn: str, data, **headers) -> httpx.Response:
+    body = {"session_hash": "test", "component_id": review_id(client, url), "fn_name": fn, "data": data}
+    return client.post(url + "gradio_api/component_server", content=json.dumps(body),
+                       headers={"Content-Type": "application/json", **headers})
+
+
+def add_label(client, url, frame, **headers) -> httpx.Response:
+    return server_call(client, url, "edit", {"game": 1, "cursor": 0, "author": "x",
+                                             "action": {"op": "add", "frame": frame, "label": "SHOT"}}, **headers)
+
+
+def labels(ws: Workspace) -> list[tuple[int, str, str | None]]:
+    with Store.open(ws) as store:
+        return [(r["frame"], r["label"], r["author"]) for r in store.labels(1)]
+
+
+# --------------------------------------------------------------------------- other sites
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Origin": "http://evil.example"}, 403),
+    ({"Origin": "null"}, 403),
+    ({"Origin": "http://127.0.0.1:1"}, 403),  # the same site on another port is another origin
+    ({"Sec-Fetch-Site": "cross-site"}, 403),
+    ({"Sec-Fetch-Site": "same-site"}, 403),
+])
+def test_a_request_from_another_origin_changes_nothing(app, ws, headers, status):
+    before = labels(ws)
+    with httpx.Client() as client:
+        answer = add_label(client, app, 30, **headers)
+    assert answer.status_code == status and "cross-site" in answer.text
+    assert labels(ws) == before
+
+
+def test_json_endpoints_refuse_other_content_types(app, ws):
+    """A no-cors fetch may only send text/plain, form or multipart bodies: Gradio would parse
+    text/plain as JSON."""
+    before = labels(ws)
+    with httpx.Client() as client:
+        body = {"session_hash": "t", "component_id": review_id(client, app), "fn_name": "edit",
+                "data": {"game": 1, "cursor": 0, "action": {"op": "add", "frame": 31, "label": "SHOT"}}}
+        for ctype in ("text/plain", "application/x-www-form-urlencoded", ""):
+            answer = client.post(app + "gradio_api/component_server", content=json.dumps(body),
+                                 headers={"Content-Type": ctype} if ctype else {})
+            assert answer.status_code == 415, (ctype, answer.text)
+        answer = client.post(app + "gradio_api/queue/join", content="{}", headers={"Content-Type": "text/plain"})
+        assert answer.status_code == 415
+    assert labels(ws) == before
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:7860", "127.0.0.1.nip.io", "[::2]"])
+def test_a_host_the_app_does_not_serve_is_refused(app, host):
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reads nothing."""
+    with httpx.Client() as client:
+        for method, path in (("GET", ""), ("GET", "config"), ("GET", "ballspot/video/1"),
+                             ("POST", "gradio_api/component_server")):
+            answer = client.request(method, app + path, headers={"Host": host})
+            assert answer.status_code == 421 and "--allowed-host" in answer.text, (method, path)
+
+
+def test_the_app_itself_still_edits(app, ws):
+    with httpx.Client() as client:
+        same = add_label(client, app, 33, Origin=app.rstrip("/"), **{"Sec-Fetch-Site": "same-origin"})
+        assert same.status_code == 200 and same.json()["ok"], same.text
+        plain = add_label(client, app, 34)  # a client that is not a browser sends no Origin
+        assert plain.status_code == 200 and plain.json()["ok"], plain.text
+        local = add_label(client, app.replace("127.0.0.1", "localhost"), 35)
+        assert local.status_code == 200 and local.json()["ok"], local.text
+    assert {33, 34, 35} <= {f for f, _, _ in labels(ws)}
+
+
+def test_an_allowed_host_is_served(ws, tmp_path):
+    with running_app(ws.root, "--allowed-host", "studio.lan") as url:
+        with httpx.Client() as client:
+            assert client.get(url + "config", headers={"Host": "studio.lan"}).status_code == 200
+            assert client.get(url + "config", headers={"Host": "other.lan"}).status_code == 421
+
+
+# --------------------------------------------------------------------------- malformed calls
+
+
+MALFORMED = [
+    ("component_server", "not json"),
+    ("component_server", "[]"),
+    ("component_server", "{}"),
+    ("component_server", json.dumps({"session_hash": "s", "component_id": "x", "fn_name": "edit", "data": {}})),
+    ("component_server", json.dumps({"session_hash": "s", "component_id": 99999, "fn_name": "edit", "data": {}})),
+    ("component_server", json.dumps({"session_hash": "s", "component_id": 0, "fn_name": "edit", "data": {}})),
+    ("component_server", json.dumps({"session_hash": 5, "component_id": None, "fn_name": [], "data": {}})),
+]
+EDITS = [
+    None, [], "x", 5, {}, {"game": "1"}, {"game": None}, {"game": 999}, {"game": -1}, {"game": 1.5}, {"game": [1]},
+    {"game": 2**70}, {"game": 1, "action": "add"}, {"game": 1, "action": []}, {"game": 1, "action": {}},
+    {"game": 1, "action": {"op": None}}, {"game": 1, "action": {"op": "add", "frame": 2**64, "label": "PASS"}},
+    {"game": 1, "action": {"op": "add", "frame": -5, "label": "PASS"}},
+    {"game": 1, "action": {"op": "add", "frame": 1e308, "label": "PASS"}},
+    {"game": 1, "action": {"op": "add", "frame": 5, "label": "PASS", "team": "nobody"}},
+    {"game": 1, "action": {"op": "add", "frame": 5, "label": ["PASS"]}},
+    {"game": 1, "action": {"op": "move", "id": "l1"}}, {"game": 1, "action": {"op": "move", "id": 1}},
+    {"game": 1, "action": {"op": "move", "id": "l1", "revision": "x", "by": 1}},
+    {"game": 1, "action": {"op": "move", "id": "l1", "revision": 1, "by": 2**80}},
+    {"game": 1, "action": {"op": "delete", "id": "l" + "9" * 40, "revision": 1}},
+    {"game": 1, "action": {"op": "undo"}, "cursor": "x"}, {"game": 1, "action": {"op": "redo"}, "cursor": 2**70},
+]
+OTHERS = [("filmstrip", {"game": 1}), ("filmstrip", {"game": 1, "frame": "x"}), ("filmstrip", {"game": 1, "frame": 2**70}),
+          ("open_game", {"game": "abc"}), ("open_game", {}), ("sync", {"game": 1, "cursor": "x"}),
+          ("score_curve", {"game": "x"}), ("review_queue", {"game": None}), ("nonexistent", {}), ("__init__", {})]
+
+
+def test_malformed_calls_get_a_clear_answer_never_a_500(app, ws):
+    """Every malformed call: a 4xx, or a 200 whose answer says what is wrong; never a 500 or a
+    traceback; nothing stored."""
+    before = labels(ws)
+    answers = []
+    with httpx.Client() as client:
+        for route, body in MALFORMED:
+            answers.append(client.post(app + f"gradio_api/{route}", content=body,
+                                       headers={"Content-Type": "application/json"}))
+        for data in EDITS:
+            answers.append(server_call(client, app, "edit", data))
+        for fn, data in OTHERS:
+            answers.append(server_call(client, app, fn, data))
+        for path in ("ballspot/video/x", "ballspot/video/99", "ballspot/video/-1", "ballspot/video/" + "9" * 40):
+            answers.append(client.get(app + path))
+    assert len(answers) >= 37
+    for answer in answers:
+        assert answer.status_code < 500, (answer.request.content[:200], answer.text[:300])
+        assert "Traceback" not in answer.text and 'File "' not in answer.text
+        if answer.status_code == 200 and answer.request.url.path.endswith("component_server"):
+            reply = answer.json()
+            assert isinstance(reply, dict) and (reply.get("error") or reply.get("ok") is False), (answer.request.content[:300], answer.text)
+            assert str(ROOT) not in answer.text
+    assert labels(ws) == before
+
+
+# --------------------------------------------------------------------------- the video route
+
+
+def test_the_video_route_serves_ranges_of_the_registered_video(app, ws):
+    with Store.open(ws) as store:
+        data = Path(store.game(1)["video_path"]).read_bytes()
+    with httpx.Client() as client:
+        whole = client.get(app + "ballspot/video/1")
+        assert whole.status_code == 200 and whole.content == data
+        part = client.get(app + "ballspot/video/1", headers={"Range": "bytes=10-99"})
+        assert part.status_code == 206 and part.content == data[10:100]
+        assert part.headers["content-range"] == f"bytes 10-99/{len(data)}"
+        tail = client.get(app + "ballspot/video/1", headers={"Range": "bytes=-50"})
+        assert tail.status_code == 206 and tail.content == data[-50:]
+        several = client.get(app + "ballspot/video/1", headers={"Range": "bytes=0-9, 20-29"})
+        assert several.status_code == 206 and several.content == data[:10]
+        for bad in (f"bytes={len(data)}-", "bytes=50-10", "lines=1-2", "bytes=-"):
+            answer = client.get(app + "ballspot/video/1", headers={"Range": bad})
+            assert answer.status_code == 416, bad
+        # Gradio's own file route no longer serves videos by their path.
+        assert client.get(app + f"gradio_api/file={store.path.parent}").status_code in (403, 404)
+
+
+def test_a_video_swapped_for_a_link_to_the_database_is_never_served(tmp_path):
+    make_game(tmp_path / "src", "l/s/g", [annotation(3)], video_frames=30)
+    ws = Workspace.at(tmp_path / "W").ensure()
+    with Store.open(ws) as store:
+        import_source(store, tmp_path / "src", workspace=ws, split="test")
+        video = Path(store.game(1)["video_path"])
+    database = ws.db_path.read_bytes()[:16]
+    with running_app(ws.root) as url, httpx.Client() as client:
+        assert client.get(url + "ballspot/video/1").status_code == 200
+        for swap in ("symlink", "hardlink", "folder"):
+            video.unlink() if video.is_file() or video.is_symlink() else video.rmdir()
+            if swap == "symlink":
+                video.symlink_to(ws.db_path)
+            elif swap == "hardlink":
+                os.link(ws.db_path, video)
+            else:
+                video.mkdir()
+            answer = client.get(url + "ballspot/video/1")
+            assert answer.status_code == 404 and database not in answer.content, swap
+            assert "re-import" in answer.text or "changed" in answer.text, answer.text
+
+
+# --------------------------------------------------------------------------- logins
+
+
+def login(client: httpx.Client, url: str, user: str, password: str) -> httpx.Response:
+    return client.post(url + "login", data={"username": user, "password": password},
+                       headers={"Origin": url.rstrip("/")})
+
+
+@pytest.fixture(scope="module")
+def auth_app(ws):
+    with running_app(ws.root, "--auth", f"alice:{PASSWORD}", "--auth", f"bob:{PASSWORD}") as url:
+        yield url
+
+
+def test_with_logins_the_author_is_the_session_user(auth_app, ws):
+    with httpx.Client() as client:
+        assert login(client, auth_app, "alice", PASSWORD).status_code == 200
+        review_id(client, auth_app)
+    with httpx.Client() as client:
+        assert add_label(client, auth_app, 40).status_code == 401  # no login, no edit
+        assert client.get(auth_app + "ballspot/video/1").status_code == 401
+        assert login(client, auth_app, "alice", PASSWORD).status_code == 200
+        answer = server_call(client, auth_app, "edit", {"game": 1, "cursor": 0, "author": "mallory",
+                                                        "action": {"op": "add", "frame": 41, "label": "CROSS"}})
+        assert answer.json()["ok"], answer.text
+        assert client.get(auth_app + "ballspot/video/1").status_code == 200
+    assert (41, "CROSS", "alice") in labels(ws)
+    assert not any(author == "mallory" for _, _, author in labels(ws))
+
+
+def test_with_logins_undo_is_scoped_to_the_session_user(auth_app, ws):
+    with Store.open(ws) as store:
+        bobs = store.add_label(1, 44, "OUT", "home", author="bob")
+    with httpx.Client() as client:
+        assert login(client, auth_app, "alice", PASSWORD).status_code == 200
+        answer = server_call(client, auth_app, "edit", {"game": 1, "cursor": 0, "author": "bob",
+                                                        "action": {"op": "undo"}})
+        assert answer.status_code == 200
+    with Store.open(ws) as store:
+        assert store.label(bobs["id"])["frame"] == 44  # alice's undo never reaches bob's edit
+
+
+def test_failed_logins_are_limited(ws):
+    with running_app(ws.root, "--auth", f"alice:{PASSWORD}") as url, httpx.Client() as client:
+        codes = [login(client, url, "alice", f"guess-{i}").status_code for i in range(5)]
+        assert all(400 <= c < 500 and c != 429 for c in codes), codes
+        assert login(client, url, "alice", PASSWORD).status_code == 429
+        assert login(client, url, "alice", "guess-6").status_code == 429
+
+
+@pytest.mark.parametrize("auth, words", [("alice:short", "at least 8"), ("alice:", "at least 8"),
+                                         (":password123", "USER:PASS"), ("alice", "USER:PASS")])
+def test_auth_refuses_weak_or_malformed_logins(tmp_path, auth, words):
+    done = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--workspace", str(tmp_path / "W"), "--no-demo",
+                           "--auth", auth], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_remote_user_sees_no_server_paths(ws, tmp_path):
+    """Listening beyond this machine: the page and the import log name workspace-relative paths."""
+    with running_app(ws.root, "--host", "0.0.0.0", "--auth", f"alice:{PASSWORD}") as url, httpx.Client() as client:
+        assert login(client, url, "alice", PASSWORD).status_code == 200
+        page = client.get(url + "config").text
+        assert str(ws.root) not in page
+        opened = server_call(client, url, "open_game", {"game": 1}).json()
+        assert str(ws.root.parent) not in json.dumps(opened) and opened["video_url"].endswith("video/1")
+
+
+# --------------------------------------------------------------------------- a real browser
+
+ATTACK_PAGE = """<!doctype html><title>cat pictures</title><script>
+const body = JSON.stringify(%(body)s);
+Promise.allSettled([
+  fetch(%(target)s, {method: 'POST', mode: 'no-cors', headers: {'Content-Type': 'text/plain'}, body}),
+  fetch(%(target)s, {method: 'POST', mode: 'no-cors', headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body}),
+]).then(() => { document.title = 'sent'; });
+</script>"""
+
+
+def test_a_page_on_another_origin_cannot_edit_in_a_browser(app, ws, tmp_path):
+    """Chromium resolves attacker.test to this machine; a page there posts to the app the way
+    a malicious site would (no-cors, text/plain: no preflight). Nothing may change; opening the
+    app under that name (DNS rebinding) is refused; the app's own page still loads."""
+    import threading
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+    from urllib.parse import urlsplit
+
+    from conftest import free_port
+    from test_browser import ARGS, CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with httpx.Client() as client:
+        body = {"session_hash": "attack", "component_id": review_id(client, app), "fn_name": "edit",
+                "data": {"game": 1, "cursor": 0, "action": {"op": "add", "frame": 50, "label": "GOAL"}}}
+    (tmp_path / "index.html").write_text(ATTACK_PAGE % {"body": json.dumps(body),
+                                                        "target": json.dumps(app + "gradio_api/component_server")})
+    port = free_port()
+    handler = lambda *a: SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    evil = HTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    before = labels(ws)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                        args=[*ARGS, "--host-resolver-rules=MAP attacker.test 127.0.0.1"])
+            page = browser.new_page()
+            page.goto(f"http://attacker.test:{port}/")
+            page.wait_for_function("document.title === 'sent'", timeout=20_000)
+            assert labels(ws) == before, "a page on another origin added a label"
+            rebound = page.goto(f"http://attacker.test:{urlsplit(app).port}/config")
+            assert rebound.status == 421
+            own = page.goto(app)
+            assert own.status == 200
+            page.wait_for_selector("#review", timeout=60_000)
+            browser.close()
+    finally:
+        evil.shutdown()
+    assert labels(ws) == before
