@@ -352,3 +352,37 @@ def test_a_page_on_another_origin_cannot_edit_in_a_browser(app, ws, tmp_path):
     finally:
         evil.shutdown()
     assert labels(ws) == before
+
+
+# --------------------------------------------------------------------------- confirmed edits
+
+
+def test_confirmed_edits_survive_kill_9_after_the_database_was_typed_into_import(tmp_path):
+    """The reported loss: Import's path box given the workspace's own database, another process
+    reading the store, edits that each said "saved", then kill -9: every edit must be there."""
+    import signal
+
+    make_game(tmp_path / "src", "l/s/g", [annotation(3)], video_frames=30)
+    ws = Workspace.at(tmp_path / "W").ensure()
+    with Store.open(ws) as store:
+        import_source(store, tmp_path / "src", workspace=ws, split="test")
+    from gradio_client import Client
+
+    with running_app(ws.root) as url:
+        log, *_ = Client(url, verbose=False).predict(str(ws.db_path), None, "", False, "", api_name="/import")
+        assert "database" in log and "nothing was imported" in log, log
+        games = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--workspace", str(ws.root), "games"],
+                               capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert games.returncode == 0 and "l/s/g" in games.stdout
+        with httpx.Client() as client:
+            for i in range(10):
+                reply = add_label(client, url, 10 + i).json()
+                assert reply["ok"], reply
+        # Another reader comes and goes (it would checkpoint and delete the -wal if the app
+        # had lost its locks), then the app dies without any chance to clean up.
+        subprocess.run([sys.executable, str(ROOT / "launch.py"), "--workspace", str(ws.root), "games"],
+                       capture_output=True, timeout=120, cwd=ROOT, check=True)
+        pids = subprocess.run(["pgrep", "-f", f"--workspace {ws.root} --port"], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
+    assert {10 + i for i in range(10)} <= {f for f, _, _ in labels(ws)}
