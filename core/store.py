@@ -266,9 +266,10 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
+                # Inside the try: a signal raised (a job's cancel) just after BEGIN still rolls back.
+                self.conn.execute("BEGIN IMMEDIATE")
                 yield
                 self.conn.execute("COMMIT")
             except BaseException:
