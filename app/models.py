@@ -14,7 +14,7 @@ import pandas as pd
 from core.errors import BallspotError
 from core.jobs import cancel, log_tail, refresh, submit
 from core.store import Store
-from core.versions import active_version, compare, diff, learning_curve, set_active, unscored_games, valid_map
+from core.versions import activate, active_version, compare, diff, learning_curve, pending_activations, valid_map
 from core.workspace import Workspace
 
 CONFIGS = Path(__file__).resolve().parents[1] / "core" / "configs"
@@ -27,14 +27,22 @@ def _jobs_frame(jobs: list[dict]) -> pd.DataFrame:
 
 
 def _models_frame(store: Store) -> pd.DataFrame:
-    active = active_version(store)
+    active, pending = active_version(store), pending_activations(store)
     rows = []
     for m in store.models():
         metrics = json.loads(m["metrics"] or "{}")
-        rows.append({"version": m["version"], "active": "yes" if m["version"] == active else "",
+        rows.append({"version": m["version"], "active": _active_cell(m["version"], active, pending),
                      "parent": m["parent"] or "", "valid mAP@1": None if valid_map(m) is None else round(valid_map(m), 4),
                      "labels": metrics.get("reviewed_labels"), "created": m["created"][:19]})
     return pd.DataFrame(rows, columns=["version", "active", "parent", "valid mAP@1", "labels", "created"])
+
+
+def _active_cell(version: str, active: str | None, pending: dict[str, dict]) -> str:
+    """'yes' for the active version; one waiting for its inference job to activate it says so
+    (it is not active yet: the review screen still shows the active one)."""
+    if version == active:
+        return "yes"
+    return f"after job {pending[version]['id']}" if version in pending else ""
 
 
 def _curve_frame(job: dict | None) -> pd.DataFrame:
@@ -163,20 +171,15 @@ def models_screen(store: Store, workspace: Workspace) -> None:
         return f"Job {job['id']}: {job['status']}."
 
     def do_activate(version, request: gr.Request):
-        """Activate a version; games the previous one predicted but this one has not are
-        re-inferred (a queued job), so the review screen always shows the active model."""
+        """``versions.activate``: at once when the version has predictions on every game the
+        active one has, else after its inference job (whose number is picked, to follow it)."""
         if not version:
             raise gr.Error("Choose a version.")
-        previous = active_version(store)
-        set_active(store, version)
-        missing = unscored_games(store, previous, version)
-        note = ""
-        if missing:
-            job = submit(store, "infer", {"version": version, "games": missing, "carry_from": previous,
-                                          "author": getattr(request, "username", None)})
-            refresh(store, workspace)
-            note = f" Inference on {len(missing)} game(s) queued as job {job['id']}."
-        return _models_frame(store), f"{version} is now the active model.{note}"
+        try:
+            done = activate(store, workspace, version, author=getattr(request, "username", None))
+        except BallspotError as exc:
+            raise gr.Error(str(exc)) from None
+        return _models_frame(store), done.message, done.job["id"] if done.job else gr.skip()
 
     def do_compare(version):
         if not version:
@@ -208,7 +211,7 @@ def models_screen(store: Store, workspace: Workspace) -> None:
     retrain_btn.click(do_retrain, [config, epochs, gpus, train_games], [submitted, job_pick], api_name="retrain")
     infer_btn.click(do_infer, [infer_version, infer_games, tta], [submitted, job_pick], api_name="infer")
     cancel_btn.click(do_cancel, [job_pick], [submitted], api_name="cancel")
-    activate_btn.click(do_activate, [pick], [models_table, submitted], api_name="activate")
+    activate_btn.click(do_activate, [pick], [models_table, submitted, job_pick], api_name="activate")
     pick.change(do_compare, [pick], [comparison], api_visibility="private")
     diff_btn.click(do_diff, [diff_old, diff_new, diff_game], [diff_table], api_name="diff")
     return fill, outs

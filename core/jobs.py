@@ -7,8 +7,11 @@ in the queue. ``refresh`` (called by the app's timer and by ``launch.py jobs``) 
 processes, marks their jobs failed, and starts the next queued job.
 
 A job's process runs ``launch.py job-run ID``: the same ``run_job`` a CLI command runs in the
-foreground. Training registers a model only at its very end, so a failed, killed or cancelled
-run leaves the previous model active and the store intact.
+foreground. Training registers a model only at its very end, and never as the active one; a
+new version becomes active only in the job's last write, one transaction that also carries the
+review decisions over (``versions.hand_over``). So a failed, killed or cancelled run, at any
+phase, leaves the previous model active with its predictions and decisions; the new version may
+stay registered, inactive, with part of its predictions.
 """
 from __future__ import annotations
 
@@ -19,13 +22,17 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from core.errors import BallspotError
 from core.store import Store, now
 from core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("retrain", "infer")
@@ -57,6 +64,9 @@ class InferParams:
     tta: bool = True
     #: Carry review decisions over from this version's predictions (None: the active one).
     carry_from: str | None = None
+    #: Make ``version`` the active model when the inference and the carry-over are done (in
+    #: the same transaction as the carry-over), if ``carry_from`` is still active then.
+    activate: bool = False
     author: str | None = None
 
 
@@ -148,17 +158,44 @@ def log_tail(job: dict, lines: int = 40) -> str:
 Report = Callable[[float, str], None]
 
 
+def _on_term(signum, frame) -> None:
+    """A job process's SIGTERM (``cancel``): stop where it is; the store rolls back what the
+    current transaction did, and nothing is active that was not before (see ``_last_write``)."""
+    raise Cancelled("cancelled")
+
+
+@contextmanager
+def _last_write(store: Store, report: Report, message: str) -> Iterator[None]:
+    """A job's last write: one transaction, and the point past which a cancel changes nothing.
+
+    Inside it the job is checked to be still running (``report`` raises ``Cancelled``
+    otherwise): a cancel that came first wins and the transaction rolls back. From that check to
+    the commit SIGTERM is held, and afterwards ignored: the job's work is in the store, so it ends
+    as done (``run_job``), not as a cancel that undid nothing. A cancel meanwhile waits for the
+    store's write lock, then finds the job finished. Signals are touched only in a job's process
+    (``run_job`` installed ``_on_term``); elsewhere it is just the transaction."""
+    ours = signal.getsignal(signal.SIGTERM) is _on_term
+    if ours:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        with store.transaction():
+            report(0.99, message)
+            yield
+        if ours:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    finally:
+        if ours:  # a SIGTERM held until here: ignored if committed, else Cancelled now
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def run_job(store: Store, workspace: Workspace, job_id: int) -> dict:
     """Run one job in this process (``launch.py job-run``): progress into the jobs table.
-    Every status change is conditional on the job still running, so a cancel always wins."""
+    Every status change is conditional on the job still running, so a cancel wins, up to the
+    job's last write (``_last_write``); a job that got past it is done even if a cancel came."""
     store.transition_job(job_id, ["queued"], status="running", pid=os.getpid(), started=now())
     if store.job(job_id)["status"] != "running":
         return store.job(job_id)
-
-    def on_term(signum, frame):  # cancel: stop at once; nothing half-registered can exist
-        raise Cancelled("cancelled")
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, _on_term)
 
     def report(fraction: float, message: str) -> None:
         if store.transition_job(job_id, ["running"], progress=round(min(max(fraction, 0.0), 1.0), 4),
@@ -182,18 +219,43 @@ def run_job(store: Store, workspace: Workspace, job_id: int) -> dict:
         store.transition_job(job_id, ["running"], status="failed", finished=now(),
                              error=f"{type(exc).__name__}: {exc}", message="failed")
         return store.job(job_id)
-    store.transition_job(job_id, ["running"], status="done", progress=1.0, finished=now(), result=result,
-                         message=result.get("summary", "done"))
+    store.transition_job(job_id, ["running", "cancelled"], status="done", progress=1.0, finished=now(),
+                         result=result, message=result.get("summary", "done"))
     return store.job(job_id)
+
+
+def _train_progress(config: TrainConfig, report: Report) -> Callable[[dict], None]:
+    """Training's records (pretraining, the track, epochs) as the job's progress: 0 to 0.9."""
+    def progress(r: dict) -> None:
+        if r.get("phase") == "pretrain":
+            if "step" in r:
+                report(0.1 * r["step"] / r["steps"], f"pretraining the encoder {r['step']}/{r['steps']}")
+            return
+        if r.get("phase") == "track":
+            report(0.1, r["skipped"] if "skipped" in r else
+                   f"the track classifier on every frame: step {r['step']}/{r['steps']}, loss {r['loss']:.4f}"
+                   if "step" in r else f"the ball's track of the training games: {r['game']}/{r['games']}")
+            return
+        done = (r["epoch"] - 1 + (r.get("step", r.get("steps", 1)) / max(1, r.get("steps", 1))
+                                  if "valid_map" not in r else r["epoch"])) / config.epochs
+        if "valid_map" in r:
+            vm = r["valid_map"]
+            report(0.1 + 0.8 * done, f"epoch {r['epoch']}/{config.epochs}: loss {r['loss']:.4f}, "
+                                     f"valid mAP@1 {'-' if vm is None else f'{vm:.4f}'}")
+        else:
+            report(0.1 + 0.8 * done, f"epoch {r['epoch']}/{config.epochs} step {r['step']}/{r['steps']} "
+                                     f"loss {r['loss']:.4f}")
+    return progress
 
 
 def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: Report,
             job_id: int | None = None) -> dict:
     """Fine-tune the active model on all labels (rejected predictions as hard negatives),
-    register the new version, make it active when it is not worse, then re-infer."""
+    register the new version (inactive), and, when it is not worse, infer with it and make it
+    active at the end, with the review decisions carried over, in one transaction."""
     from core.runner import resolve_model
     from core.train import TrainConfig, train
-    from core.versions import active_version, compare, not_worse, set_active, unscored_games
+    from core.versions import active_version, compare, hand_over, not_worse, unscored_games
 
     config = TrainConfig.load(params.config, epochs=params.epochs)
     if params.games:
@@ -201,60 +263,45 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
         config.train_splits = sorted({g["split"] for g in chosen if g["split"]})
         config.train_games = [g["url_local"] for g in chosen]
     previous = active_version(store)
-    init = None
-    if previous:
-        _, folder = resolve_model(store, previous)
-        init = folder
+    init = resolve_model(store, previous)[1] if previous else None
     out = workspace.runs_dir / (f"retrain-job-{job_id}" if job_id else f"retrain-{time.strftime('%Y%m%d-%H%M%S')}")
     report(0.0, f"training from {previous or 'scratch'} with {Path(params.config).name}")
     if params.gpus > 1:
         row = _torchrun(store, workspace, params, config, out, previous, report)
     else:
-        def progress(r: dict) -> None:
-            if r.get("phase") == "pretrain":
-                if "step" in r:
-                    report(0.1 * r["step"] / r["steps"], f"pretraining the encoder {r['step']}/{r['steps']}")
-                return
-            if r.get("phase") == "track":
-                report(0.1, r["skipped"] if "skipped" in r else
-                       f"the track classifier on every frame: step {r['step']}/{r['steps']}, loss {r['loss']:.4f}"
-                       if "step" in r else f"the ball's track of the training games: {r['game']}/{r['games']}")
-                return
-            done = (r["epoch"] - 1 + (r.get("step", r.get("steps", 1)) / max(1, r.get("steps", 1))
-                                      if "valid_map" not in r else r["epoch"])) / config.epochs
-            if "valid_map" in r:
-                vm = r["valid_map"]
-                report(0.1 + 0.8 * done, f"epoch {r['epoch']}/{config.epochs}: loss {r['loss']:.4f}, "
-                                         f"valid mAP@1 {'-' if vm is None else f'{vm:.4f}'}")
-            else:
-                report(0.1 + 0.8 * done, f"epoch {r['epoch']}/{config.epochs} step {r['step']}/{r['steps']} "
-                                         f"loss {r['loss']:.4f}")
-
-        row = train(config, store, workspace, out=out, init=init, parent=previous, progress=progress)
+        row = train(config, store, workspace, out=out, init=init, parent=previous,
+                    progress=_train_progress(config, report))
     version = row["version"]
-    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # registered: finish activating, do not stop half-way
     comparison = compare(store, version, previous)
-    activated = params.auto_activate and not_worse(store, version, previous)
-    if activated:
-        set_active(store, version)
+    wanted = params.auto_activate and not_worse(store, version, previous)
+    games = [] if not wanted else (params.infer_games if params.infer_games is not None
+                                   else unscored_games(store, previous, version))
+    result = {"version": version, "previous": previous, "comparison": comparison, "run": str(out)}
+    if games:
+        sub = reinfer(store, workspace, InferParams(version=version, games=games, carry_from=previous,
+                                                    activate=True, author=params.author),
+                      lambda f, m: report(0.9 + 0.1 * f, m))
+        result["inference"] = sub
+        activated, note = sub["activated"], f"; {sub['summary']}"
+    else:
+        with _last_write(store, report, f"registering {version}" + (" as the active model" if wanted else "")):
+            activated = hand_over(store, version, previous, [], activate=wanted, author=params.author).activated
+        note = ""
+    state = ("now active" if activated else "not activated: confirm it in Models" if not wanted
+             else f"not activated: {active_version(store)} became active meanwhile")
     summary = (f"{version}: valid mAP@1 {comparison['map_new']} (was {comparison['map_old']} with {previous}); "
-               + ("now active" if activated else "not activated: confirm it in Models"))
-    result = {"version": version, "previous": previous, "activated": activated, "comparison": comparison,
-              "run": str(out), "summary": summary}
-    if activated:
-        games = params.infer_games
-        if games is None:
-            games = unscored_games(store, previous, version)
-        if games:
-            sub = reinfer(store, workspace, InferParams(version=version, games=games, carry_from=previous,
-                                                        author=params.author),
-                          lambda f, m: report(0.9 + 0.1 * f, m))
-            result["inference"] = sub
-            summary += f"; {sub['summary']}"
-            result["summary"] = summary
-    report(1.0, summary)
-    return result
+               f"{state}{note}")
+    _report_done(report, summary)
+    return {**result, "activated": activated, "summary": summary}
+
+
+def _report_done(report: Report, summary: str) -> None:
+    """The last progress line. Past the job's last write a cancel changes nothing, so one that
+    came meanwhile is not raised here (``run_job`` records the job as done)."""
+    try:
+        report(1.0, summary)
+    except Cancelled:
+        pass
 
 
 def _torchrun(store: Store, workspace: Workspace, params: RetrainParams, config, out: Path, previous: str | None,
@@ -279,23 +326,30 @@ def _torchrun(store: Store, workspace: Workspace, params: RetrainParams, config,
 
 
 def reinfer(store: Store, workspace: Workspace, params: InferParams, report: Report) -> dict:
-    """TTA inference with a version on games; decisions carry over from the previous version."""
+    """TTA inference with a version on games. Each game's new predictions keep the version's own
+    review decisions (``runner.store_run``); at the end, in one transaction (``_last_write``),
+    the decisions of ``carry_from`` (the active version) as they are then carry over and, with
+    ``activate``, the version becomes the active one."""
     from core.infer import InferConfig
     from core.runner import infer_games, resolve_model
-    from core.versions import active_version, carry_over, decisions
+    from core.versions import active_version, hand_over
 
     version, folder = resolve_model(store, params.version)
     source = params.carry_from if params.carry_from is not None else active_version(store)
     games = params.games or [g["url_local"] for g in store.games() if g["video_path"]]
-    # Snapshot the decisions first: re-running a version replaces its own predictions.
-    before = {name: decisions(store, name, source) for name in games} if source else {}
+    kept: dict[str, int] = {}
     report(0.0, f"inference with {version} on {len(games)} game(s)")
     done = infer_games(store, workspace, version, folder, games, InferConfig(tta=params.tta),
-                       progress=lambda d, n, name: report(0.95 * d / max(n, 1), f"inference {name}"))
-    carried = 0
-    for name, _ in done:
-        if source:  # the same version re-run too: its old decisions were snapshotted first
-            carried += carry_over(store, name, before.get(name, []), version, reviewer=params.author, source=source)
+                       progress=lambda d, n, name: report(0.95 * d / max(n, 1), f"inference {name}"),
+                       on_stored=kept.__setitem__)
+    inferred = [name for name, _ in done]
+    step = "carrying review decisions over" + (f" and activating {version}" if params.activate else "")
+    with _last_write(store, report, step):
+        handed = hand_over(store, version, source, inferred, activate=params.activate, author=params.author)
+    carried = sum(kept.values()) + handed.carried
     summary = (f"{version}: {sum(n for _, n in done)} predictions on {len(done)} game(s)"
-               + (f", {carried} review decisions carried over from {source}" if carried else ""))
-    return {"version": version, "games": [name for name, _ in done], "carried": carried, "summary": summary}
+               + (f", {carried} review decisions carried over from {source}" if carried else "")
+               + ("" if not params.activate else "; now active" if handed.activated
+                  else f"; not activated: {handed.active} became active meanwhile"))
+    return {"version": version, "games": inferred, "carried": carried, "activated": handed.activated,
+            "summary": summary}

@@ -20,6 +20,7 @@ frames a step where a clip gives one.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -275,7 +276,7 @@ class BallActionModel(nn.Module):
         """Local encoder weights (e.g. timm's ImageNet ones saved once on a connected machine)."""
         if not path.is_file():
             raise BallspotError(f"{path}: pretrained weights file not found")
-        state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu")
+        state = load_file(str(path)) if path.suffix == ".safetensors" else load_torch_file(path)
         # Encoder pretraining also saves its ball detector (``ball.*``), which the track uses.
         ball = {k[len(BALL_PREFIX):]: state.pop(k) for k in [k for k in state if k.startswith(BALL_PREFIX)]}
         if ball and self.config.track_frames:
@@ -332,13 +333,28 @@ def has_ball_detector(path: str | Path | None) -> bool:
     if not path or not Path(path).is_file():
         return False
     if Path(path).suffix != ".safetensors":
-        keys = torch.load(path, map_location="cpu").keys()
+        keys = load_torch_file(path).keys()
     else:
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
             keys = list(f.keys())
     return any(k.startswith(BALL_PREFIX) for k in keys)
+
+
+def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """A ``torch.save`` file (encoder weights, a training checkpoint) read with
+    ``weights_only=True``: tensors and plain values (numbers, strings, lists, dicts) only.
+
+    Such files come from run folders and downloads anyone could have written, and unpickling
+    anything else could run code on this machine: refused with a ``BallspotError`` instead."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "global" in line.lower()), lines[-1] if lines else "")
+        raise BallspotError(f"{path}: refused: it holds more than weights and plain values (loading it could run "
+                            f"code), or it is not a torch file: {detail[:200]}") from None
 
 
 def normalise(frames: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import BallspotError, NotFoundError
-from core.infer import InferConfig, infer_video, save_curves
+from core.infer import Event, InferConfig, infer_video, save_curves
 from core.model import CONFIG_FILE, load
 from core.store import Store
+from core.versions import carry_over, decisions, register_version
 from core.workspace import Workspace
 
 
@@ -32,7 +33,7 @@ def resolve_model(store: Store, model: str) -> tuple[str, Path]:
         except NotFoundError:
             pass
         config = json.loads((folder / CONFIG_FILE).read_text())
-        store.register_model(version, path=str(folder), config=config)
+        register_version(store, version, path=str(folder), config=config)
         return version, folder
     try:
         row = store.model(model)
@@ -43,10 +44,26 @@ def resolve_model(store: Store, model: str) -> tuple[str, Path]:
     return model, Path(row["path"])
 
 
+def store_run(store: Store, version: str, game: int | str, events: list[Event]) -> int:
+    """Store a version's new events on a game in place of its earlier ones, keeping the review
+    decisions made on those (same event: ``carry_over``); returns how many were kept.
+
+    One transaction: the decisions are read at the moment the predictions are replaced, so one
+    made while the game was being inferred is kept too, and a kill leaves either the old run with
+    its decisions or the new one with them, never the new one without."""
+    with store.transaction():
+        own = decisions(store, game, version)
+        store.add_predictions(version, game, [(e.frame, e.label, e.team, e.confidence) for e in events])
+        return carry_over(store, game, own, version, source=version)
+
+
 def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, games: list[str],
                 config: InferConfig, progress: Callable[[int, int, str], None] | None = None,
-                skip_missing: bool = True) -> list[tuple[str, int]]:
-    """Infer each game that has a video; store its events under ``version`` and its curves.
+                skip_missing: bool = True, on_stored: Callable[[str, int], None] | None = None
+                ) -> list[tuple[str, int]]:
+    """Infer each game that has a video; store its events under ``version`` (``store_run``:
+    its review decisions kept) and its curves. Returns (game, events) per game inferred;
+    ``on_stored(game, decisions kept)`` hears of each game as it is stored.
 
     Games without a readable video are skipped (reported by the caller from the result), or,
     with ``skip_missing=False`` (games the user named), an error.
@@ -66,8 +83,10 @@ def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, 
         report = None if progress is None else (
             lambda d, _n, base=done_before, name=g["url_local"]: progress(base + d, total, name))
         scores, events = infer_video(model, g["video_path"], config, progress=report)
-        store.add_predictions(version, g["id"], [(e.frame, e.label, e.team, e.confidence) for e in events])
+        kept = store_run(store, version, g["id"], events)
         save_curves(workspace.scores_path(version, g["id"]), scores)
+        if on_stored is not None:
+            on_stored(g["url_local"], kept)
         done_before += g["frame_count"] or len(scores.scores)
         out.append((g["url_local"], len(events)))
     return out

@@ -33,9 +33,10 @@ from core.errors import BallspotError
 from core.infer import InferConfig, events_from_scores, frame_scores, frame_tracks, track_windows
 from core.labels import CLASS_INDEX, CLASSES, FPS, NUM_CLASSES, REVIEW_SOURCES, TARGET_SOURCES, TEAMS_ROLE, frame_to_ms
 from core.metrics import GameEvents, average_map
-from core.model import BallActionModel, ModelConfig, has_ball_detector, normalise, save, window_index
+from core.model import BallActionModel, ModelConfig, has_ball_detector, load_torch_file, normalise, save, window_index
 from core.pretrain import NoSidecarError, PretrainConfig, pretrain
 from core.store import Store
+from core.versions import register_version
 from core.video import FrameReader, read_frames
 from core.workspace import Workspace
 
@@ -512,7 +513,7 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     if resume:
         if not checkpoint.is_file():
             raise BallspotError(f"{out}: no checkpoint to resume from")
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_torch_file(checkpoint, map_location=device)
         model.load_state_dict(state["model"])
         ema.module.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -584,11 +585,9 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
                 save(ema.module, out / ".best-partial")
                 shutil.rmtree(out / "best", ignore_errors=True)
                 (out / ".best-partial").rename(out / "best")
-            tmp = out / ".checkpoint.partial"
-            torch.save({"model": model.state_dict(), "ema": ema.module.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "epoch": epoch + 1, "best": best, "history": history}, tmp)
-            tmp.replace(checkpoint)
+            save_checkpoint(checkpoint, {"model": model.state_dict(), "ema": ema.module.state_dict(),
+                                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                         "epoch": epoch + 1, "best": best, "history": history})
         if world > 1:
             dist.barrier()
 
@@ -608,12 +607,25 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         (final / "metrics.json").write_text(json.dumps(metrics, indent=2))
         shutil.copy(log, final / "progress.jsonl")
         name = version or _next_version(store)
-        registered = store.register_model(name, path=str(final.resolve()), parent=parent,
-                                          config=config.as_dict(), metrics=metrics, label_fingerprint=fingerprint)
+        registered = register_version(store, name, path=str(final.resolve()), parent=parent,
+                                      config=config.as_dict(), metrics=metrics, label_fingerprint=fingerprint)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return registered
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a resumable checkpoint whole, then rename it in (a kill leaves the previous one).
+
+    Only tensors and plain Python values go in (the history through JSON, ``best`` as a
+    float: no numpy scalars), so that resuming reads it with ``weights_only=True``
+    (``load_torch_file``) and never unpickles code."""
+    plain = {**state, "epoch": int(state["epoch"]), "best": float(state["best"]),
+             "history": json.loads(json.dumps(state["history"]))}
+    tmp = path.with_name(".checkpoint.partial")
+    torch.save(plain, tmp)
+    tmp.replace(path)
 
 
 def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device,

@@ -11,12 +11,16 @@ from core.errors import BallspotError
 from core.labels import TARGET_SOURCES, frame_to_ms
 from core.metrics import GameEvents, MapResult, average_map
 from core.store import Store
+from core.workspace import Workspace
 
 ACTIVE_SETTING = "active_model"
 
 
 def active_version(store: Store) -> str | None:
-    """The model version whose predictions are reviewed: the setting, else the newest."""
+    """The model version whose predictions are reviewed: the setting; where it was never set,
+    the newest model (a workspace whose models were all registered by hand, e.g. a single one).
+    ``register_version`` pins the setting before it registers, so a new version never becomes
+    active by merely being the newest: only ``activate`` (or ``hand_over``) makes it active."""
     chosen = store.setting(ACTIVE_SETTING)
     models = [m["version"] for m in store.models()]
     if chosen in models:
@@ -25,8 +29,24 @@ def active_version(store: Store) -> str | None:
 
 
 def set_active(store: Store, version: str) -> None:
+    """Write the setting. Low level: switching the reviewed version goes through ``activate``
+    (which carries the review decisions over and re-infers first where needed)."""
     store.model(version)  # must exist
     store.set_setting(ACTIVE_SETTING, version)
+
+
+def register_version(store: Store, version: str, **fields) -> dict:
+    """Register a model version (``Store.register_model``'s fields) without making it active.
+
+    In the same transaction the active setting is pinned to the version active now: where the
+    setting was unset, the newest-model fallback would otherwise pick the new one the moment it
+    exists, with no predictions yet (a cancelled retrain would leave it active). The first
+    version of a workspace has nothing to pin and is active, being the only one."""
+    with store.transaction():
+        current = active_version(store)
+        if current is not None and store.setting(ACTIVE_SETTING) != current:
+            set_active(store, current)
+        return store.register_model(version, **fields)
 
 
 def unscored_games(store: Store, previous: str | None, version: str) -> list[str]:
@@ -102,6 +122,110 @@ def carry_over(store: Store, game: int | str, decided: list[dict], new: str, win
         store.carry_decisions(game, plan, f"{len(plan)} review decisions carried over to {new}"
                               + (f" from {source}" if source else ""))
     return len(plan)
+
+
+def carry_all(store: Store, version: str, source: str | None, games: list[int | str],
+              author: str | None = None) -> int:
+    """``source``'s review decisions on ``games``, read now, carried over to ``version``'s
+    pending predictions (``carry_over``); nothing when there is no other version to carry from
+    (a version's own decisions survive its re-run in ``runner.store_run``)."""
+    if not source or source == version:
+        return 0
+    return sum(carry_over(store, g, decisions(store, g, source), version, reviewer=author, source=source)
+               for g in games)
+
+
+@dataclass
+class Handover:
+    """What ``hand_over`` did."""
+
+    carried: int
+    activated: bool
+    #: The active version afterwards.
+    active: str | None
+
+
+def hand_over(store: Store, version: str, source: str | None, games: list[int | str], *, activate: bool,
+              author: str | None = None) -> Handover:
+    """Carry ``source``'s review decisions on ``games`` over to ``version`` and, with
+    ``activate``, make ``version`` the active model: ONE store transaction, so both happen or
+    neither (a cancel or a kill before the commit leaves ``source`` active, its predictions and
+    decisions as they were).
+
+    The decisions are read inside the transaction: one an analyst made on ``source`` while
+    ``version`` was inferring is carried too. Activating carries them on every game both
+    versions have predictions on, not only ``games`` (a version whose inference was cancelled
+    half-way keeps the games it had scored). ``version`` is activated only while ``source`` (or
+    ``version`` itself) is still the active model: another version activated meanwhile stays."""
+    with store.transaction():
+        ids = {store.game(g)["id"] for g in games}
+        if activate and source:
+            ids |= store.predicted_games(source) & store.predicted_games(version)
+        carried = carry_all(store, version, source, sorted(ids), author)
+        current = active_version(store)
+        activated = activate and current in (source, version)
+        if activated:
+            set_active(store, version)  # also pins a version active only by the fallback
+        return Handover(carried, activated, version if activated else current)
+
+
+@dataclass
+class Activation:
+    """What ``activate`` did, for the screen that asked."""
+
+    version: str
+    previous: str | None
+    #: Whether ``version`` is the active model now.
+    activated: bool
+    #: The inference job that makes ``version`` active when it finishes (None: no job needed).
+    job: dict | None
+    carried: int
+    message: str
+
+
+def activate(store: Store, workspace: Workspace, version: str, author: str | None = None) -> Activation:
+    """Make ``version`` the active model: the one way a user does it (the Models tab).
+
+    The review screen must never show an active version without predictions, nor lose a review
+    decision: when ``version`` has predictions on every game the active one has, it becomes
+    active at once, the decisions carried over in the same transaction; otherwise an inference
+    job on the missing games is queued that activates it when it finishes (``InferParams.
+    activate``), and the active version stays until then."""
+    from core.jobs import refresh, submit  # jobs imports this module
+
+    store.model(version)  # must exist
+    previous = active_version(store)
+    if previous == version:
+        return Activation(version, previous, True, None, 0, f"{version} is already the active model.")
+    missing = unscored_games(store, previous, version)
+    if not missing:
+        done = hand_over(store, version, previous, [], activate=True, author=author)
+        if not done.activated:
+            raise BallspotError(f"{done.active} became the active model meanwhile; {version} was not activated")
+        carried = f" {done.carried} review decision(s) carried over from {previous}." if done.carried else ""
+        return Activation(version, previous, True, None, done.carried, f"{version} is now the active model.{carried}")
+    job = pending_activation(store, version) or submit(store, "infer", {
+        "version": version, "games": missing, "carry_from": previous, "activate": True, "author": author})
+    refresh(store, workspace)
+    return Activation(version, previous, False, job, 0,
+                      f"{version} is now queued for inference on {len(missing)} game(s) {previous} predicted "
+                      f"(job {job['id']}); it becomes the active model when that job finishes, with the review "
+                      f"decisions carried over. Until then {previous} stays active.")
+
+
+def pending_activations(store: Store) -> dict[str, dict]:
+    """Version -> the queued or running inference job that will make it active at its end."""
+    pending = {}
+    for job in reversed(store.jobs(limit=200)):  # oldest first: the first one queued wins
+        params = json.loads(job["params"] or "{}")
+        if job["kind"] == "infer" and job["status"] in ("queued", "running") and params.get("activate"):
+            pending.setdefault(params.get("version"), job)
+    return pending
+
+
+def pending_activation(store: Store, version: str) -> dict | None:
+    """The job that will activate ``version``, if any (so a second click queues none)."""
+    return pending_activations(store).get(version)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from core.jobs import RetrainParams, cancel, refresh, retrain, submit
 from core.review import edit
 from core.store import Store
 from core.synth import SynthConfig, generate_game
-from core.versions import active_version, carry_over, decisions, diff, learning_curve, set_active
+from core.versions import active_version, carry_over, decisions, diff, learning_curve
 from core.workspace import Workspace
 
 TINY = ROOT / "core" / "configs" / "tiny.yaml"
@@ -162,9 +162,13 @@ def test_the_whole_loop_on_the_cpu(loop_ws, tmp_path):
         row = store.model(v2)
         assert row["parent"] == v1 and json.loads(row["metrics"])["valid_map@1"] is not None
         assert second["comparison"]["old"] == v1
-        if not second["activated"]:  # worse on validation: the user confirms, then re-infers
-            set_active(store, v2)
-            reinfer(store, loop_ws, InferParams(version=v2, games=[b["url_local"]], carry_from=v1), lambda f, m: None)
+        if second["activated"]:
+            inference = second["inference"]
+        else:  # worse on validation: the user confirms (versions.activate's job: infer, carry, activate)
+            assert active_version(store) == v1
+            inference = reinfer(store, loop_ws, InferParams(version=v2, games=[b["url_local"]], carry_from=v1,
+                                                            activate=True), lambda f, m: None)
+        assert inference["activated"] and active_version(store) == v2
         new = store.predictions(b["id"], v2)
         matched = set()
         for q in new:
@@ -173,9 +177,7 @@ def test_the_whole_loop_on_the_cpu(loop_ws, tmp_path):
                     assert q["status"] == status, (q, status)
                     matched.add((f, label))
                     break
-        carried = (second.get("inference") or {}).get("carried")
-        if carried is not None:
-            assert carried == len(matched)
+        assert inference["carried"] == len(matched)
         curve = learning_curve(store)
         assert [p["version"] for p in curve] == [v1, v2]
         assert curve[1]["labels"] > curve[0]["labels"]  # the accepted predictions on B were learnt from

@@ -462,3 +462,45 @@ def test_each_window_of_a_games_track_sequence_is_the_track_a_clip_on_its_centre
     assert track_sequence(game, highest, length, mc)[1][-1] == game.n_frames - 1
     with pytest.raises(BallspotError, match="track_points"):
         TrainConfig(model=ModelConfig(track_frames=15), track_points=9)
+
+
+class _RunsCode:
+    """Unpickled, it would run a command: what a tampered checkpoint could carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_resume_refuses_a_checkpoint_that_holds_more_than_weights(ws, tmp_path):
+    """Checkpoints are read with ``weights_only=True``: one holding a pickled object is refused
+    with a BallspotError before anything in it runs (a normal resume: the killed-run test)."""
+    from core.errors import BallspotError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "ran"
+    import torch
+    torch.save({"model": {}, "epoch": 1, "payload": _RunsCode(marker)}, run / "checkpoint.pt")
+    config = TrainConfig.load(_config(tmp_path, epochs=2, samples_per_epoch=32, pretrain={"steps": 0}))
+    with Store.open(ws) as store, pytest.raises(BallspotError, match="refused: it holds more than weights"):
+        train(config, store, ws, out=run, resume=True)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_holds_only_tensors_and_plain_values(tmp_path):
+    """What training writes (numpy scalars in its history included) loads with weights_only."""
+    import torch
+
+    from core.model import load_torch_file
+    from core.train import save_checkpoint
+
+    history = [{"epoch": 1, "loss": np.float64(0.5), "valid_map": None, "per_class": {"PASS": np.float64(0.25)}}]
+    save_checkpoint(tmp_path / "checkpoint.pt", {"model": {"w": torch.ones(2)}, "epoch": np.int64(1),
+                                                 "best": np.float64(-np.inf), "history": history})
+    state = load_torch_file(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 1 and state["best"] == -np.inf and type(state["history"][0]["loss"]) is float
+    assert state["history"][0]["per_class"] == {"PASS": 0.25} and torch.equal(state["model"]["w"], torch.ones(2))
+    assert not (tmp_path / ".checkpoint.partial").exists()
