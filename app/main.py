@@ -97,7 +97,8 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
             raise gr.Error(public(str(exc))) from None
         return str(out), f"Exported {len(written)} game(s) to {out.name}."
 
-    with gr.Blocks(title="Ballspot Studio") as demo:
+    # Gradio keeps uploads and files it served in its cache: files older than an hour go, hourly.
+    with gr.Blocks(title="Ballspot Studio", delete_cache=(3600, 3600)) as demo:
         shown = workspace.root if server_paths else workspace.root.name
         gr.Markdown(f"## Ballspot Studio  <small>workspace `{shown}`</small>")
         with gr.Tab("Review"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -265,9 +265,9 @@ def events_from_scores(result: GameScores, config: InferConfig | None = None,
     return events
 
 
-def infer_video(model: BallActionModel, path: str | Path, config: InferConfig | None = None,
+def infer_video(model: BallActionModel, path: str | Path | BinaryIO, config: InferConfig | None = None,
                 progress: Progress | None = None) -> tuple[GameScores, list[Event]]:
-    """Scores and events of a whole video file."""
+    """Scores and events of a whole video (a path, or a file opened by ``open_game_video``)."""
     cfg = config or InferConfig()
     # At the label rate (25 fps) whatever the video's: frame i of the scores is label frame i.
     with FrameReader(path, tuple(model.config.input_size), rate=FPS) as reader:

@@ -171,10 +171,10 @@ def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, wo
     size = tuple(model_config.input_size)
     games = []
     for g in load_games(store, workspace, splits, TrainConfig(model=model_config)):
-        sidecar = Path(g.video).parent / SIDECAR
+        sidecar = Path(g.video["video_path"]).parent / SIDECAR
         if g.frames is None or not sidecar.is_file():
             continue
-        side = load_sidecar(sidecar, size)
+        side = load_sidecar(workspace.guard(sidecar), size)  # never the database through a link
         n = min(len(g.frames), len(side.ball))
         if n > 4 * model_config.frame_step * model_config.stack:
             games.append((g.frames[:n], side))

@@ -12,6 +12,7 @@ from core.errors import BallspotError, NotFoundError
 from core.infer import Event, InferConfig, infer_video, save_curves
 from core.model import CONFIG_FILE, load
 from core.store import Store
+from core.video import open_game_video
 from core.versions import carry_over, decisions, register_version
 from core.workspace import Workspace
 
@@ -82,7 +83,8 @@ def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, 
     for g in chosen:
         report = None if progress is None else (
             lambda d, _n, base=done_before, name=g["url_local"]: progress(base + d, total, name))
-        scores, events = infer_video(model, g["video_path"], config, progress=report)
+        with open_game_video(g) as video:  # the file imported, never what a link now points at
+            scores, events = infer_video(model, video, config, progress=report)
         kept = store_run(store, version, g["id"], events)
         save_curves(workspace.scores_path(version, g["id"]), scores)
         if on_stored is not None:

@@ -37,7 +37,7 @@ from core.model import BallActionModel, ModelConfig, has_ball_detector, load_tor
 from core.pretrain import NoSidecarError, PretrainConfig, pretrain
 from core.store import Store
 from core.versions import register_version
-from core.video import FrameReader, read_frames
+from core.video import FrameReader, open_game_video, read_frames
 from core.workspace import Workspace
 
 #: Caches up to this size are built in memory-mapped files; larger ones read the video.
@@ -135,7 +135,8 @@ class GameData:
     url_local: str
     n_frames: int
     frames: np.ndarray | None  # (N, H, W) uint8 memmap, or None to read the video
-    video: str
+    #: The game's store row: its video is opened by ``open_game_video`` (the file imported).
+    video: dict
     events: np.ndarray  # (E, 3): frame, class, team (0 first team value, 1 second)
     negatives: np.ndarray  # (R,) frames of rejected predictions
     labels: list[dict]  # SoccerNet-style annotations, for validation mAP
@@ -151,7 +152,8 @@ class GameData:
         idx = window_index(np.array([centre]), config.frame_offsets(), self.n_frames)[0]
         if self.frames is not None:
             return np.asarray(self.frames[idx])
-        got = read_frames(self.video, idx.tolist(), tuple(config.input_size), rate=FPS)
+        with open_game_video(self.video) as video:
+            got = read_frames(video, idx.tolist(), tuple(config.input_size), rate=FPS)
         return np.stack([got[int(i)] for i in idx])
 
     @contextmanager
@@ -160,7 +162,7 @@ class GameData:
         if self.frames is not None:
             yield iter(self.frames)
         else:
-            with FrameReader(self.video, size, rate=FPS) as reader:
+            with open_game_video(self.video) as video, FrameReader(video, size, rate=FPS) as reader:
                 yield reader
 
 
@@ -180,7 +182,8 @@ def frame_cache(workspace: Workspace, game: dict, size: tuple[int, int]) -> np.n
     tmp = folder / f".{key}.{os.getpid()}.partial"
     out = np.memmap(tmp, np.uint8, "w+", shape=(n_max, *size))
     n = 0
-    with FrameReader(game["video_path"], size, rate=FPS) as reader:  # label frames, whatever the video's fps
+    # Label frames, whatever the video's fps; the file imported, never what a link now points at.
+    with open_game_video(game) as video, FrameReader(video, size, rate=FPS) as reader:
         for frame in reader:
             if n == n_max:
                 break
@@ -223,7 +226,7 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
             n = len(frames)
         annotations = [{"position": str(frame_to_ms(r["frame"])), "label": r["label"], "team": r["team"],
                         "visibility": r["visibility"]} for r in labels]
-        out.append(GameData(g["id"], g["url_local"], n, frames, g["video_path"], events, negatives, annotations,
+        out.append(GameData(g["id"], g["url_local"], n, frames, g, events, negatives, annotations,
                             partial))
     return out
 

@@ -268,6 +268,14 @@ def grey(frame: av.VideoFrame, copy: bool = True) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
+def _source(video: str | Path | BinaryIO) -> tuple[str, str | BinaryIO]:
+    """(name for messages, what ``av.open`` reads) of a path or an open file (read from its start)."""
+    if isinstance(video, (str, Path)):
+        return str(video), str(video)
+    video.seek(0)
+    return str(getattr(video, "name", "video")), video
+
+
 class FrameReader:
     """Every frame of a video in order, grey and fitted to ``size``, decoded ahead in a thread.
 
@@ -276,14 +284,16 @@ class FrameReader:
     OpenCV's decode to BGR alone). The thread lets decoding overlap the model's compute.
     """
 
-    def __init__(self, path: str | Path, size: tuple[int, int] | None = None, prefetch: int = 64,
+    def __init__(self, path: str | Path | BinaryIO, size: tuple[int, int] | None = None, prefetch: int = 64,
                  rate: float | None = None):
-        """``rate``: yield frames at this rate (the label rate, 25) whatever the video's, each
+        """``path``: a video file, or one already open (``open_game_video``'s: a process that
+        holds the store never opens a game's video by a path a link could redirect).
+        ``rate``: yield frames at this rate (the label rate, 25) whatever the video's, each
         output frame j being the video frame nearest to time j / rate."""
-        self.path = str(path)
+        self.path, source = _source(path)
         self.size = size
         try:
-            self._container = av.open(self.path)
+            self._container = av.open(source)
             stream = self._container.streams.video[0]
         except (av.FFmpegError, IndexError) as exc:
             raise InputError(Problem(self.path, "", f"cannot open the video ({exc})")) from None
@@ -384,11 +394,7 @@ def read_frames(source: str | Path | BinaryIO, frames: list[int], size: tuple[in
     out: dict[int, np.ndarray] = {}
     if not frames:
         return out
-    if isinstance(source, (str, Path)):
-        name, opened = str(source), str(source)
-    else:
-        name, opened = str(getattr(source, "name", "video")), source
-        source.seek(0)
+    name, opened = _source(source)
     with av.open(opened) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate)

@@ -280,3 +280,28 @@ def test_the_track_net_gives_a_window_of_a_long_track_the_features_of_that_windo
         moved[:, 7, :2] += 0.1
         changed = (net(moved) - long).abs().amax((0, 1)) > 1e-6
     assert changed.nonzero().flatten().tolist() == list(range(max(0, 7 - frames + 1), 8))
+
+
+def test_inference_never_opens_a_video_swapped_for_a_link_to_the_database(model, tmp_path):
+    """A job holds the store; opening the database through a swapped video path and closing it
+    would drop that process's SQLite locks. Inference opens the file imported, or nothing."""
+    from core.errors import BallspotError
+    from core.ingest import import_source
+    from core.runner import infer_games
+    from core.store import Store
+    from core.workspace import Workspace
+
+    folder = generate_game(tmp_path / "S", SynthConfig(minutes=0.04, seed=6, width=160, height=90))
+    ws = Workspace.at(tmp_path / "W").ensure()
+    save(model, tmp_path / "m")
+    with Store.open(ws) as store:
+        import_source(store, tmp_path / "S", workspace=ws, split="test")
+        store.register_model("m", path=str(tmp_path / "m"))
+        game = store.games()[0]
+        video = folder / next(p.name for p in folder.iterdir() if p.suffix == ".mp4")
+        video.unlink()
+        video.symlink_to(ws.db_path)
+        with pytest.raises(BallspotError, match="re-import"):
+            infer_games(store, ws, "m", tmp_path / "m", [game["url_local"]], InferConfig(tta=False),
+                        skip_missing=False)
+        assert store.predictions(game["id"], "m") == []

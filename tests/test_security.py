@@ -386,3 +386,36 @@ def test_confirmed_edits_survive_kill_9_after_the_database_was_typed_into_import
         for pid in pids.stdout.split():
             os.kill(int(pid), signal.SIGKILL)
     assert {10 + i for i in range(10)} <= {f for f, _, _ in labels(ws)}
+
+
+def test_uploads_and_earlier_exports_are_not_left_behind(ws, tmp_path, monkeypatch):
+    """An uploaded label file is deleted once imported (or refused); an export's temporary
+    folder once the next export is made."""
+    import glob
+    import tempfile
+
+    from gradio_client import Client, handle_file
+
+    uploads = tmp_path / "gradio-uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    doc = {"UrlLocal": "up/load/game", "annotations": [annotation(5)]}
+    (tmp_path / "Labels-ball.json").write_text(json.dumps(doc))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "Labels-ball.json").write_text(json.dumps({"annotations": [annotation(5)]}))
+    exports_before = set(glob.glob(f"{tempfile.gettempdir()}/ballspot-export-*"))
+    with running_app(ws.root) as url:
+        client = Client(url, verbose=False)
+        log, *_ = client.predict("", handle_file(str(tmp_path / "Labels-ball.json")), "test", False, "",
+                                 api_name="/import")
+        assert "Imported 1 game(s)" in log, log
+        log, *_ = client.predict("", handle_file(str(tmp_path / "bad" / "Labels-ball.json")), "test", False, "",
+                                 api_name="/import")
+        assert "UrlLocal" in log and "missing" in log, log
+        assert not list(uploads.rglob("Labels-ball.json")), "an imported upload was kept"
+        client.predict([], "(labels)", False, api_name="/export")
+        first = set(glob.glob(f"{tempfile.gettempdir()}/ballspot-export-*")) - exports_before
+        client.predict([], "(labels)", False, api_name="/export")
+        now = set(glob.glob(f"{tempfile.gettempdir()}/ballspot-export-*")) - exports_before
+        assert len(first) == 1 and not first & now and len(now) == 1
+    with Store.open(ws) as store:
+        assert store.game("up/load/game")["video_path"] is None

@@ -158,7 +158,7 @@ def test_pretraining_touch_target_marks_the_kicks_of_labelled_events(ws):
     config = TrainConfig.load(TINY)
     with Store.open(ws) as store:
         game = load_games(store, ws, ["train"], config)[0]
-    side = load_sidecar(Path(game.video).parent / SIDECAR, tuple(config.model.input_size))
+    side = load_sidecar(Path(game.video["video_path"]).parent / SIDECAR, tuple(config.model.input_size))
     touched = side.touch > TOUCH_MS
     kicks = [f for f, cls, _ in game.events if CLASSES[cls] not in ("OUT", "GOAL")]
     assert len(kicks) >= 5
@@ -390,7 +390,7 @@ def _kicked_game(seed: int, n: int = 3000):
     track = np.concatenate([uv, np.ones((n, 1))], 1).astype(np.float32)
     frames = np.array(sorted(kicks))
     events = np.stack([frames, np.zeros_like(frames), np.zeros_like(frames)], 1).astype(np.int64)
-    return GameData(seed, f"fake-{seed}", n, None, "", events, np.zeros(0, np.int64), [], track=track), frames
+    return GameData(seed, f"fake-{seed}", n, None, {}, events, np.zeros(0, np.int64), [], track=track), frames
 
 
 def test_the_track_classifier_learns_the_kicks_from_every_frame_of_a_game():
