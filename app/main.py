@@ -5,6 +5,7 @@ and Export. Every handler calls the same ``core`` functions as the command line.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -25,7 +26,7 @@ from core.workspace import Workspace
 
 from app.models import models_screen
 from app.review import review_screen
-from app.server import LOCAL_HOSTS, VIDEO_ROUTE, RequestGuard, allowed_hosts, video_endpoint
+from app.server import LOCAL_HOSTS, VIDEO_ROUTE, RequestGuard, allowed_hosts, error_answer, video_endpoint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -104,7 +105,7 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
         with gr.Tab("Review"):
             review_screen(store, workspace, users=users, public=public)
         with gr.Tab("Models"):
-            fill_models, model_outputs = models_screen(store, workspace)
+            fill_models, model_outputs = models_screen(store, workspace, public)
         with gr.Tab("Games"):
             games = gr.Dataframe(label="Games", interactive=False, elem_id="games-table")
             refresh_btn = gr.Button("Refresh", size="sm")
@@ -146,16 +147,21 @@ MAX_UPLOAD = "200mb"
 MIN_PASSWORD = 8
 
 
+#: The folders of an absolute path (not a URL's path): what a remote user is not shown.
+_FOLDERS = re.compile(r"(?<![\w:/.~])/(?:[^\s/:'\"]+/)+")
+
+
 def _public_paths(workspace: Workspace) -> Callable[[str], str]:
-    """Messages for a remote user: the server's own folders (the workspace, Gradio's upload
-    folder) are not theirs to know, so they are shown relative."""
+    """Messages for a remote user: the server's folders are not theirs to know. Paths in the
+    workspace are shown relative to it, uploads as ``upload:``, any other path by its last
+    folders' names only (``…/name``)."""
     uploads = Path(get_upload_folder()).resolve()
     prefixes = [(str(workspace.root) + "/", ""), (str(workspace.root), "."), (str(uploads) + "/", "upload:")]
 
     def public(text: str) -> str:
         for prefix, shown in prefixes:
             text = text.replace(prefix, shown)
-        return text
+        return _FOLDERS.sub("…/", text)
     return public
 
 
@@ -183,6 +189,21 @@ def parse_auth(auth: str) -> tuple[str, str]:
     return user.strip(), password
 
 
+class GuardedApp(App):
+    """Gradio's own server class with :class:`app.server.RequestGuard` outside everything Gradio
+    adds (its CORS middleware among them, whose headers the guard must be able to drop)."""
+
+    def __init__(self, *, hosts: set[str], **kwargs):
+        super().__init__(**kwargs)
+        self.guard_hosts = hosts
+        # Starlette's error middleware answers an exception with this instead of a bare 500;
+        # the guard then logs it and stops it there.
+        self.add_exception_handler(Exception, error_answer)
+
+    def build_middleware_stack(self):
+        return RequestGuard(super().build_middleware_stack(), hosts=self.guard_hosts)
+
+
 def launch_app(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860,
                auth: list[str] | str | None = None, extra_hosts: list[str] | None = None) -> None:
     """Serve the app: Gradio inside :class:`app.server.RequestGuard`, videos by game id.
@@ -190,8 +211,7 @@ def launch_app(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 786
     check_host(host, auth)
     logins = [auth] if isinstance(auth, str) else list(auth or [])
     credentials = [parse_auth(a) for a in logins] or None
-    server = App()  # Gradio's own server class, made here so the guard and the video route come first
-    server.add_middleware(RequestGuard, hosts=allowed_hosts(host, extra_hosts or []))
+    server = GuardedApp(hosts=allowed_hosts(host, extra_hosts or []))
 
     def users(request) -> str | None:
         """The login of a request (a gr.Request or Starlette's), from Gradio's session cookie."""
@@ -203,8 +223,10 @@ def launch_app(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 786
 
     workspace = workspace.ensure()
     store = Store.open(workspace)
-    server.add_api_route(VIDEO_ROUTE, video_endpoint(store, users, needs_login=credentials is not None),
+    local = host in LOCAL_HOSTS
+    public = (lambda text: text) if local else _public_paths(workspace)
+    server.add_api_route(VIDEO_ROUTE, video_endpoint(store, users, needs_login=credentials is not None, public=public),
                          methods=["GET", "HEAD"], include_in_schema=False)
-    demo = build_app(workspace, server_paths=host in LOCAL_HOSTS, users=users if credentials else None, store=store)
+    demo = build_app(workspace, server_paths=local, users=users if credentials else None, store=store)
     demo.launch(server_name=host, server_port=port, auth=credentials, share=False, max_file_size=MAX_UPLOAD,
                 css_paths=[ASSETS / "app.css", ASSETS / "review.css"], _app=server)

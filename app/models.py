@@ -6,6 +6,7 @@ core.jobs and core.versions.
 from __future__ import annotations
 
 import json
+from typing import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -20,9 +21,9 @@ from core.workspace import Workspace
 CONFIGS = Path(__file__).resolve().parents[1] / "core" / "configs"
 
 
-def _jobs_frame(jobs: list[dict]) -> pd.DataFrame:
+def _jobs_frame(jobs: list[dict], public: Callable[[str], str] = str) -> pd.DataFrame:
     rows = [{"job": j["id"], "kind": j["kind"], "status": j["status"], "progress": f"{100 * j['progress']:.0f}%",
-             "message": (j["error"] or j["message"])[:160], "started": (j["started"] or "")[:19]} for j in jobs]
+             "message": public(j["error"] or j["message"])[:160], "started": (j["started"] or "")[:19]} for j in jobs]
     return pd.DataFrame(rows, columns=["job", "kind", "status", "progress", "message", "started"])
 
 
@@ -61,10 +62,11 @@ def _curve_frame(job: dict | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["epoch", "value", "series"])
 
 
-def models_screen(store: Store, workspace: Workspace) -> None:
+def models_screen(store: Store, workspace: Workspace, public: Callable[[str], str] = str) -> None:
     """The Models tab's content; call inside a Blocks context."""
-    configs = [(p.name, str(p)) for p in sorted(CONFIGS.glob("*.yaml"))]
-    default_config = next((path for name, path in configs if name == "cpu_small.yaml"), None)
+    # By name: where the configs lie on the server is not the browser's business.
+    configs = {p.name: str(p) for p in sorted(CONFIGS.glob("*.yaml"))}
+    default_config = "cpu_small.yaml" if "cpu_small.yaml" in configs else None
 
     def choices():
         versions = [m["version"] for m in store.models()]
@@ -75,7 +77,7 @@ def models_screen(store: Store, workspace: Workspace) -> None:
         with gr.Column(elem_id="retrain"):
             gr.Markdown("### Retrain\nFine-tunes the active model on every human, imported and accepted label "
                         "(rejected predictions as hard negatives), then re-infers with TTA.")
-            config = gr.Dropdown(configs, value=default_config, label="Config")
+            config = gr.Dropdown(list(configs), value=default_config, label="Config")
             with gr.Row():
                 epochs = gr.Number(value=0, precision=0, minimum=0, label="Epochs (0: the config's)")
                 gpus = gr.Number(value=1, precision=0, minimum=1, label="GPUs (torchrun when > 1)")
@@ -132,19 +134,25 @@ def models_screen(store: Store, workspace: Workspace) -> None:
                 gr.update(choices=versions, value=active), gr.update(choices=versions),
                 gr.update(choices=versions, value=active), gr.update(choices=games))
 
-    def do_retrain(config_path, n_epochs, n_gpus, games, request: gr.Request):
+    def do_retrain(config_name, n_epochs, n_gpus, games, request: gr.Request):
+        if config_name not in configs:
+            raise gr.Error(f"Choose a config ({', '.join(configs)}).")
         try:
-            job = submit(store, "retrain", {"config": config_path, "epochs": int(n_epochs) if n_epochs else None,
+            job = submit(store, "retrain", {"config": configs[config_name],
+                                            "epochs": int(n_epochs) if n_epochs else None,
                                             "gpus": int(n_gpus or 1), "games": games or None,
                                             "author": getattr(request, "username", None)})
         except BallspotError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(public(str(exc))) from None
         refresh(store, workspace)
         return f"Queued retrain as job {job['id']}.", job["id"]
 
     def do_infer(version, games, use_tta, request: gr.Request):
-        if not version:
+        if not version or version not in {m["version"] for m in store.models()}:
             raise gr.Error("Choose a version.")
+        unknown = set(games or []) - {g["url_local"] for g in store.games()}
+        if unknown:
+            raise gr.Error(f"No such game: {', '.join(sorted(unknown))}")
         job = submit(store, "infer", {"version": version, "games": games or [], "tta": bool(use_tta),
                                       "author": getattr(request, "username", None)})
         refresh(store, workspace)
@@ -158,16 +166,19 @@ def models_screen(store: Store, workspace: Workspace) -> None:
         pickers = [gr.update(choices=versions)] * 4 if versions != known else [gr.skip()] * 4
         job = next((j for j in jobs if j["id"] == job_id), jobs[0] if jobs else None)
         if job is None:
-            return _jobs_frame(jobs), 0, "", _curve_frame(None), _models_frame(store), gr.skip(), *pickers, versions
-        text = log_tail(job) + (f"\nerror: {job['error']}" if job["error"] else "")
-        return (_jobs_frame(jobs), round(100 * job["progress"], 1), text, _curve_frame(job), _models_frame(store),
+            return _jobs_frame(jobs, public), 0, "", _curve_frame(None), _models_frame(store), gr.skip(), *pickers, versions
+        text = public(log_tail(job) + (f"\nerror: {job['error']}" if job["error"] else ""))
+        return (_jobs_frame(jobs, public), round(100 * job["progress"], 1), text, _curve_frame(job), _models_frame(store),
                 pd.DataFrame(learning_curve(store), columns=["version", "labels", "valid_map", "parent", "created"]),
                 *pickers, versions)
 
     def do_cancel(job_id):
         if not job_id:
             raise gr.Error("Give the job number.")
-        job = cancel(store, int(job_id))
+        try:
+            job = cancel(store, int(job_id))
+        except (BallspotError, OverflowError, ValueError):
+            raise gr.Error(f"No job {job_id}.") from None
         return f"Job {job['id']}: {job['status']}."
 
     def do_activate(version, request: gr.Request):

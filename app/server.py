@@ -99,7 +99,8 @@ def _same_origin(origin: str, host: str) -> bool:
 
 
 class RequestGuard:
-    """ASGI middleware: Host allow-list, same-origin writes, content types, login rate limit.
+    """ASGI middleware: Host allow-list, same-origin requests, content types, login rate limit,
+    no cross-origin reads, and every exception answered without a traceback.
 
     Every refusal is a short plain-text answer that says why (never a 500)."""
 
@@ -107,7 +108,8 @@ class RequestGuard:
         self.app = app
         self.hosts = hosts
         self.clock = clock
-        self.failures: dict[str, deque[float]] = defaultdict(deque)
+        #: Per client: times of login attempts not (yet) known to have succeeded.
+        self.attempts: dict[str, deque[float]] = defaultdict(deque)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -121,8 +123,7 @@ class RequestGuard:
             return await PlainTextResponse(text, status_code=status)(scope, receive, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/login":
-            send = self._count_login(scope, send)
+        send = self._answer(scope, headers, send)
         started = False
 
         async def tracked(message: Message) -> None:
@@ -140,24 +141,29 @@ class RequestGuard:
         """Why a request is refused, as (HTTP status, message); None when it may go on."""
         host = headers.get("host", "")
         if _host_name(host) not in self.hosts:
-            return 421, (f"Host {host!r} is not served by this app. Open it by a name it serves "
-                         f"({', '.join(sorted(self.hosts))}) or start it with --allowed-host NAME.")
+            return 421, f"Host {host!r} is not served by this app; start it with --allowed-host NAME to use that name."
         method = scope.get("method", "GET")
+        path = scope["path"].rstrip("/") or "/"
+        site = headers.get("sec-fetch-site", "same-origin")
+        if site in ("cross-site", "same-site"):
+            # Another site may link to the app (a navigation), never read from it, embed its
+            # videos, or log its user out.
+            navigation = headers.get("sec-fetch-mode") == "navigate" and method == "GET"
+            if not navigation or path == "/logout" or path.startswith("/ballspot/"):
+                return 403, f"cross-site request refused (Sec-Fetch-Site: {site})"
         if scope["type"] == "http" and method in SAFE_METHODS:
             return None
         origin = headers.get("origin")
-        if origin is not None:
-            if not _same_origin(origin, host):
-                return 403, f"cross-site request refused: Origin {origin!r} is not this app ({host})"
-        elif headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            return 403, f"cross-site request refused (Sec-Fetch-Site: {headers['sec-fetch-site']})"
+        if origin is not None and not _same_origin(origin, host):
+            return 403, f"cross-site request refused: Origin {origin!r} is not this app ({host})"
+        if site not in ("same-origin", "none"):
+            return 403, f"cross-site request refused (Sec-Fetch-Site: {site})"
         if scope["type"] == "http":
-            path = scope["path"].rstrip("/")
             kinds = FORM_ROUTES.get(path, ("application/json",))
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in kinds:
                 return 415, f"{path} takes {' or '.join(kinds)}, not {ctype or 'a body without a type'}"
-            if path == "/login" and self._too_many(self._client(scope)):
+            if path == "/login" and not self._attempt(self._client(scope)):
                 return 429, f"too many failed logins: wait a minute ({LOGIN_FAILURES} a minute are allowed)"
         return None
 
@@ -166,21 +172,41 @@ class RequestGuard:
         client = scope.get("client")
         return client[0] if client else "?"
 
-    def _too_many(self, client: str) -> bool:
-        recent = self.failures[client]
+    def _attempt(self, client: str) -> bool:
+        """Count a login attempt before it is checked (so parallel guesses count too); False
+        when the client has used its attempts of the last minute."""
+        recent = self.attempts[client]
         while recent and self.clock() - recent[0] > LOGIN_WINDOW_S:
             recent.popleft()
-        return len(recent) >= LOGIN_FAILURES
+        if len(recent) >= LOGIN_FAILURES:
+            return False
+        recent.append(self.clock())
+        return True
 
-    def _count_login(self, scope: Scope, send: Send) -> Send:
-        """Wraps ``send`` to count the login's answer: Gradio answers a wrong password 400."""
+    def _answer(self, scope: Scope, headers: dict[str, str], send: Send) -> Send:
+        """Wraps ``send``: a successful login gives its attempt back; CORS headers that would
+        let another origin read the answer are dropped (Gradio reflects any localhost origin,
+        with credentials); a Gradio route's 500 for a call it could not run is the caller's
+        error (400) unless the server failed."""
+        path = scope["path"].rstrip("/")
         client = self._client(scope)
+        origin = headers.get("origin")
+        foreign = origin is not None and not _same_origin(origin, headers.get("host", ""))
+        direct_api = path.startswith(("/gradio_api/run/", "/gradio_api/api/"))
 
-        async def counted(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                self.failures[client].append(self.clock())
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if path == "/login" and scope["method"] == "POST" and message["status"] < 400:
+                    recent = self.attempts[client]
+                    if recent:
+                        recent.pop()
+                if foreign:
+                    message["headers"] = [(k, v) for k, v in message.get("headers", [])
+                                          if not k.lower().startswith(b"access-control-")]
+                if direct_api and message["status"] == 500:
+                    message["status"] = 400
             await send(message)
-        return counted
+        return answer
 
 
 # --------------------------------------------------------------------------- the video route
@@ -275,6 +301,8 @@ def error_answer(request: Request, exc: Exception) -> Response:
         malformed = isinstance(exc, (*MALFORMED, ValidationError))
     except ImportError:  # pragma: no cover - pydantic comes with Gradio
         malformed = isinstance(exc, MALFORMED)
+    if type(exc).__name__ == "FnIndexInferError":  # an API name the app does not have
+        return PlainTextResponse(f"{request.url.path}: no such API", status_code=404)
     if malformed:
         return PlainTextResponse(f"malformed request to {request.url.path}: {type(exc).__name__}", status_code=400)
     return PlainTextResponse(f"{request.url.path} failed on the server (see its log); nothing was changed",

@@ -111,6 +111,36 @@ def test_a_host_the_app_does_not_serve_is_refused(app, host):
             assert answer.status_code == 421 and "--allowed-host" in answer.text, (method, path)
 
 
+def test_another_origin_reads_nothing(app):
+    """Gradio's CORS answers any localhost origin with credentials; another page must not read
+    the config, the videos or the API's answers, nor embed the videos."""
+    with httpx.Client() as client:
+        for origin in ("http://localhost:3000", "http://evil.example"):
+            for path in ("config", "ballspot/video/1", "gradio_api/info"):
+                answer = client.get(app + path, headers={"Origin": origin, "Range": "bytes=0-10"})
+                assert not any(k.lower().startswith("access-control-") for k in answer.headers), (origin, path)
+        for mode in ("cors", "no-cors"):
+            answer = client.get(app + "ballspot/video/1", headers={"Sec-Fetch-Site": "cross-site",
+                                                                   "Sec-Fetch-Mode": mode})
+            assert answer.status_code == 403
+        # A link from another site still opens the app (a top-level navigation).
+        page = client.get(app, headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})
+        assert page.status_code == 200
+        own = client.get(app + "config", headers={"Origin": app.rstrip("/")})
+        assert own.status_code == 200
+
+
+def test_unknown_api_names_and_bad_direct_calls_are_not_server_errors(app):
+    with httpx.Client() as client:
+        for route in ("call/nope", "run/nope", "run/predict"):
+            answer = client.post(app + f"gradio_api/{route}", json={"data": []})
+            assert answer.status_code in (400, 404), (route, answer.status_code, answer.text)
+        for route, data in (("run/import", []), ("run/import", ["", None, "", False, ""]),
+                            ("run/export", [["x"], "(labels)", False])):
+            answer = client.post(app + f"gradio_api/{route}", json={"data": data})
+            assert 400 <= answer.status_code < 500 and "Traceback" not in answer.text, (route, answer.text)
+
+
 def test_the_app_itself_still_edits(app, ws):
     with httpx.Client() as client:
         same = add_label(client, app, 33, Origin=app.rstrip("/"), **{"Sec-Fetch-Site": "same-origin"})
@@ -274,11 +304,55 @@ def test_with_logins_undo_is_scoped_to_the_session_user(auth_app, ws):
 
 
 def test_failed_logins_are_limited(ws):
-    with running_app(ws.root, "--auth", f"alice:{PASSWORD}") as url, httpx.Client() as client:
-        codes = [login(client, url, "alice", f"guess-{i}").status_code for i in range(5)]
-        assert all(400 <= c < 500 and c != 429 for c in codes), codes
-        assert login(client, url, "alice", PASSWORD).status_code == 429
-        assert login(client, url, "alice", "guess-6").status_code == 429
+    import asyncio
+
+    with running_app(ws.root, "--auth", f"alice:{PASSWORD}") as url:
+        with httpx.Client() as client:
+            assert login(client, url, "alice", PASSWORD).status_code == 200  # a success uses no attempt
+            codes = [login(client, url, "alice", f"guess-{i}").status_code for i in range(5)]
+            assert all(400 <= c < 500 and c != 429 for c in codes), codes
+            assert login(client, url, "alice", PASSWORD).status_code == 429
+            assert login(client, url, "alice", "guess-6").status_code == 429
+    with running_app(ws.root, "--auth", f"alice:{PASSWORD}") as url:
+        async def guesses() -> list[int]:  # in parallel: each counts before it is checked
+            async with httpx.AsyncClient() as client:
+                answers = await asyncio.gather(*(
+                    client.post(url + "login", data={"username": "alice", "password": f"g{i}"},
+                                headers={"Origin": url.rstrip("/")}) for i in range(40)))
+            return [a.status_code for a in answers]
+        codes = asyncio.run(guesses())
+        assert sum(c != 429 for c in codes) <= 5, codes
+
+
+def test_another_site_cannot_log_a_user_out(auth_app):
+    with httpx.Client() as client:
+        assert login(client, auth_app, "bob", PASSWORD).status_code == 200
+        answer = client.get(auth_app + "logout", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})
+        assert answer.status_code == 403
+        assert client.get(auth_app + "config").status_code == 200  # still logged in
+
+
+def queue_call(client: httpx.Client, url: str, fn_index: int, data: list) -> dict:
+    """Run an event handler the way the page does (queue/join, then its event stream)."""
+    session = f"s{fn_index}"
+    joined = client.post(url + "gradio_api/queue/join", json={"data": data, "fn_index": fn_index,
+                                                              "session_hash": session})
+    assert joined.status_code == 200, joined.text
+    with client.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session}, timeout=60) as events:
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("no answer")
+
+
+def _poll_index(client: httpx.Client, url: str) -> int:
+    """The Models tab's timer handler (private: no API name), found by its outputs."""
+    config = client.get(url + "config").json()
+    log_id = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "job-log")
+    return next(i for i, d in enumerate(config["dependencies"]) if log_id in d.get("outputs", [])
+                and any(t[1] == "tick" for t in d.get("targets", [])))
 
 
 @pytest.mark.parametrize("auth, words", [("alice:short", "at least 8"), ("alice:", "at least 8"),
@@ -297,6 +371,18 @@ def test_a_remote_user_sees_no_server_paths(ws, tmp_path):
         assert str(ws.root) not in page
         opened = server_call(client, url, "open_game", {"game": 1}).json()
         assert str(ws.root.parent) not in json.dumps(opened) and opened["video_url"].endswith("video/1")
+        assert str(ROOT) not in page and "configs/" not in page  # config names, not server paths
+        # A failing job's log (a traceback with the server's paths) reaches a remote user as names.
+        with Store.open(ws) as store:
+            job = store.create_job("infer", {"version": "nope"})
+            log_file = ws.runs_dir / "job-remote.log"
+            log_file.write_text(f'Traceback (most recent call last):\n  File "{ROOT}/core/jobs.py", line 1\n'
+                                f"BallspotError: {ws.root}/models/nope is missing\n")
+            store.transition_job(job["id"], ["queued"], status="failed", log_path=str(log_file),
+                                 error=f"{ws.root.parent}/elsewhere/x.mp4 is gone")
+        shown = json.dumps(queue_call(client, url, _poll_index(client, url), [job["id"], []]))
+        assert "jobs.py" in shown and "x.mp4" in shown
+        assert str(ROOT) not in shown and str(ws.root) not in shown and str(ws.root.parent) not in shown
 
 
 # --------------------------------------------------------------------------- a real browser
