@@ -120,6 +120,17 @@ def running_app(workspace: Path, *extra: str):
         log.close()
 
 
+def wait_for_job(store: Store, job_id: int, pred, timeout: float = 240) -> dict:
+    """Poll a job's row until ``pred(job)`` holds (its process runs beside the test)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.job(job_id)
+        if pred(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} stuck: {store.job(job_id)}")
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item, so fixtures can see whether the test failed

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, annotation, make_game
+from conftest import ROOT, annotation, make_game, wait_for_job
 from core.active import review_queue
 from core.infer import GameScores, save_curves
 from core.ingest import import_source
@@ -183,16 +183,6 @@ def test_the_whole_loop_on_the_cpu(loop_ws, tmp_path):
         assert curve[1]["labels"] > curve[0]["labels"]  # the accepted predictions on B were learnt from
 
 
-def _wait(store, job_id, pred, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.job(job_id)
-        if pred(job):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} stuck: {store.job(job_id)}")
-
-
 @pytest.mark.parametrize("how", ["cancel", "kill"])
 def test_a_stopped_job_leaves_the_previous_model_active(loop_ws, tmp_path, how):
     config = _tiny(tmp_path, epochs=50, samples_per_epoch=320)
@@ -204,7 +194,7 @@ def test_a_stopped_job_leaves_the_previous_model_active(loop_ws, tmp_path, how):
         job = submit(store, "retrain", {"config": config})
         queued = submit(store, "infer", {"version": before[1]})
         refresh(store, loop_ws)
-        running = _wait(store, job["id"], lambda j: j["status"] == "running" and "epoch" in j["message"])
+        running = wait_for_job(store, job["id"], lambda j: j["status"] == "running" and "epoch" in j["message"])
         assert store.job(queued["id"])["status"] == "queued"  # one job at a time
         if how == "cancel":
             cancel(store, job["id"])

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, make_game
+from conftest import ROOT, make_game, wait_for_job
 from core.infer import Event, GameScores
 from core.ingest import import_source
 from core.jobs import Cancelled, InferParams, RetrainParams, cancel, refresh, reinfer, retrain, submit
@@ -291,16 +291,6 @@ def test_activating_a_version_without_the_previous_ones_predictions_waits_for_it
 # --------------------------------------------------------------------------- real job processes
 
 
-def _wait(store: Store, job_id: int, pred, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.job(job_id)
-        if pred(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} stuck: {store.job(job_id)}")
-
-
 @pytest.mark.parametrize("how", ["cancel", "kill"])
 def test_a_retrain_job_stopped_during_inference_leaves_the_previous_version_active(ws, template, tmp_path, how):
     """A real job process (real inference), cancelled (SIGTERM) or killed (SIGKILL) while it
@@ -315,7 +305,7 @@ def test_a_retrain_job_stopped_during_inference_leaves_the_previous_version_acti
         before = reviewed(store, v1, template["games"])
         job = submit(store, "retrain", {"config": template["config"]})
         refresh(store, ws)
-        running = _wait(store, job["id"], lambda j: j["message"] == "inference zz/long" or j["status"] != "running")
+        running = wait_for_job(store, job["id"], lambda j: j["message"] == "inference zz/long" or j["status"] != "running")
         assert running["status"] == "running", running
         if how == "cancel":
             assert cancel(store, job["id"])["status"] == "cancelled"
