@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Ballspot Studio: the one entry point.
 
-    python launch.py                      # the review app in the browser
+    python launch.py                      # the review app in the browser (builds the demo on an empty workspace)
+    python launch.py demo                 # build the demo workspace (synthetic games, the demo model)
     python launch.py import SRC           # SoccerNet labels (tree, game folder or .zip) into the workspace
     python launch.py export OUT           # labels (or --predictions VERSION) as SoccerNet JSON
     python launch.py download --split ... # SoccerNet's downloader, then import
     python launch.py games                # the workspace at a glance
     python launch.py synth OUT            # synthetic matches with exact labels (offline demo, tests)
+    python launch.py train --config C     # train a model on the workspace's labels (torchrun for several GPUs)
     python launch.py infer --model M      # a model's predictions on the workspace's games
-    python launch.py evaluate --predictions P --labels L   # SoccerNet's mAP
+    python launch.py evaluate --predictions P --labels L   # SoccerNet's mAP (and Team mAP)
+    python launch.py queue                # what to review next, with the reasons
+    python launch.py retrain              # fine-tune the active model on everything reviewed
+    python launch.py jobs                 # background jobs: list, cancel, start the next
 
 Every subcommand takes ``--workspace DIR`` (default ``./data``).
 """
@@ -438,9 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", action="store_true", help="start the next queued job if none runs")
     p.set_defaults(func=cmd_jobs)
 
-    p = sub.add_parser("job-run", parents=[common], help=argparse.SUPPRESS)
+    p = sub.add_parser("job-run", parents=[common], help="run one queued job in this process (the app's jobs do)")
     p.add_argument("job", type=int)
     p.set_defaults(func=cmd_job_run)
+    # Internal: left out of --help (argparse's SUPPRESS would print "==SUPPRESS==" there).
+    sub._choices_actions = [a for a in sub._choices_actions if a.dest != "job-run"]
 
     p = sub.add_parser("demo", parents=[common], help="build the demo workspace (synthetic games, demo model)")
     p.set_defaults(func=cmd_demo)

@@ -17,21 +17,20 @@ import argparse
 import json
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core.active import review_queue
+from core.ingest import import_source
+from core.jobs import InferParams, RetrainParams, reinfer, retrain
+from core.labels import LABEL_FILE, ms_to_frame
+from core.store import Store
+from core.synth import SynthConfig, generate_game
+from core.versions import nearest, set_active
+from core.workspace import Workspace
 
-from core.active import review_queue  # noqa: E402
-from core.ingest import import_source  # noqa: E402
-from core.jobs import InferParams, RetrainParams, reinfer, retrain  # noqa: E402
-from core.labels import LABEL_FILE, ms_to_frame  # noqa: E402
-from core.store import Store  # noqa: E402
-from core.synth import SynthConfig, generate_game  # noqa: E402
-from core.versions import nearest, set_active  # noqa: E402
-from core.workspace import Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 NEAR = 12
 

@@ -17,14 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from core.infer import InferConfig, infer_video
+from core.model import BallActionModel, ModelConfig
+from core.synth import SynthConfig, generate_game
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from core.infer import InferConfig, infer_video  # noqa: E402
-from core.model import BallActionModel, ModelConfig  # noqa: E402
-from core.synth import SynthConfig, generate_game  # noqa: E402
 
 
 def main() -> None:

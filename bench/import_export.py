@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core.export import export
+from core.ingest import import_source
+from core.labels import LABEL_FILE
+from core.store import Store
+from core.workspace import Workspace
 
-from core.export import export  # noqa: E402
-from core.ingest import import_source  # noqa: E402
-from core.labels import LABEL_FILE  # noqa: E402
-from core.store import Store  # noqa: E402
-from core.workspace import Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DATA = ROOT.parent / "shared" / "data" / "soccernet-ball-2024"
 IMPORT_TARGET_S = 10.0

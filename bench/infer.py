@@ -15,24 +15,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import av
+import cv2
+import numpy as np
+import torch
+
+from core.infer import InferConfig, frame_scores, frame_scores_uncached
+from core.model import BallActionModel, ModelConfig
+from core.synth import SynthConfig, generate_game
+from core.train import TrainConfig
+from core.video import FrameReader
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import av  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from core.infer import InferConfig, frame_scores, frame_scores_uncached  # noqa: E402
-from core.model import BallActionModel, ModelConfig  # noqa: E402
-from core.synth import SynthConfig, generate_game  # noqa: E402
-from core.train import TrainConfig  # noqa: E402
-from core.video import FrameReader  # noqa: E402
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -14,19 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core.ingest import import_source
+from core.labels import CLASSES
+from core.store import Store
+from core.synth import SynthConfig, generate_game
+from core.train import TrainConfig, train
+from core.workspace import Workspace
 
-from core.ingest import import_source  # noqa: E402
-from core.labels import CLASSES  # noqa: E402
-from core.store import Store  # noqa: E402
-from core.synth import SynthConfig, generate_game  # noqa: E402
-from core.train import TrainConfig, train  # noqa: E402
-from core.workspace import Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 TARGET_MAP, TARGET_MINUTES = 0.6, 20.0
 

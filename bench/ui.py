@@ -24,8 +24,7 @@ import av
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' app launcher (conftest.running_app); core comes installed
 
 from conftest import running_app  # noqa: E402
 from core.ingest import import_source  # noqa: E402

@@ -15,12 +15,12 @@ import av
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core.labels import LABEL_FILE, game_time
+from core.store import Store
+from core.workspace import Workspace
 
-from core.labels import LABEL_FILE, game_time  # noqa: E402
-from core.store import Store  # noqa: E402
-from core.workspace import Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 #: The five real BAS-2024 label files every developer and CI run has beside the project.
 REAL_DATA = ROOT.parent / "shared" / "data" / "soccernet-ball-2024"

@@ -108,3 +108,13 @@ def test_download_without_network_says_so(tmp_path, monkeypatch, capsys):
 def test_games_on_an_empty_workspace(tmp_path):
     done = run("games", "--workspace", str(tmp_path / "empty"))
     assert done.returncode == 0 and "No games" in done.stdout
+
+
+def test_help_lists_every_command_of_the_docstring_and_nothing_internal():
+    import re
+
+    text = launch.build_parser().format_help()
+    documented = set(re.findall(r"python launch\.py (\w[\w-]*)", launch.__doc__))
+    listed = set(re.findall(r"^    (\w[\w-]*) ", text, flags=re.M))
+    assert documented == listed, (documented ^ listed)
+    assert "SUPPRESS" not in text and "job-run" not in text
