@@ -105,13 +105,13 @@ def cmd_games(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from core.synth import SynthConfig, generate
+    from core.synth import RenderOptions, SynthConfig, generate
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
         extra = {"ball_scale": args.ball_scale} if args.ball_scale is not None else {}
-        config = SynthConfig(minutes=args.minutes, seed=args.seed, width=width, height=height,
-                             motion_blur=args.blur, noise=args.noise, crf=args.crf, **extra)
+        render = RenderOptions(width, height, motion_blur=args.blur, noise=args.noise, **extra)
+        config = SynthConfig(minutes=args.minutes, seed=args.seed, render=render, crf=args.crf)
     except ValueError as exc:
         raise BallspotError(f"synth: {exc}") from None
     with _tqdm_progress("synth", "frame") as progress:
@@ -147,7 +147,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import json
     import os
 
     from tqdm import tqdm
@@ -201,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     progress=progress)
     bar.close()
     if row is not None:
-        metrics = json.loads(row["metrics"])
+        metrics = row["metrics"]
         print(f"Registered model {row['version']} at {row['path']}: valid mAP@1 {metrics['valid_map@1']}")
     return 0
 

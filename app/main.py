@@ -122,7 +122,8 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
             import_btn = gr.Button("Import", variant="primary", elem_id="import-button")
             import_log = gr.Textbox(label="Log", lines=10, elem_id="import-log")
         with gr.Tab("Export"):
-            export_games = gr.Dropdown([g["url_local"] for g in store.games()], multiselect=True, allow_custom_value=True,
+            export_games = gr.Dropdown([g["url_local"] for g in store.games()], multiselect=True,
+                                       allow_custom_value=True,
                                        label="Games (none = all)")
             export_what = gr.Dropdown(["(labels)"], value="(labels)", label="Labels or a model version's predictions")
             export_single = gr.Checkbox(label="One game: its JSON file alone, not a zip")

@@ -31,9 +31,10 @@ def _models_frame(store: Store) -> pd.DataFrame:
     active, pending = active_version(store), pending_activations(store)
     rows = []
     for m in store.models():
-        metrics = json.loads(m["metrics"] or "{}")
+        metrics = m["metrics"]
         rows.append({"version": m["version"], "active": _active_cell(m["version"], active, pending),
-                     "parent": m["parent"] or "", "valid mAP@1": None if valid_map(m) is None else round(valid_map(m), 4),
+                     "parent": m["parent"] or "",
+                     "valid mAP@1": None if valid_map(m) is None else round(valid_map(m), 4),
                      "labels": metrics.get("reviewed_labels"), "created": m["created"][:19]})
     return pd.DataFrame(rows, columns=["version", "active", "parent", "valid mAP@1", "labels", "created"])
 
@@ -50,7 +51,7 @@ def _curve_frame(job: dict | None) -> pd.DataFrame:
     """Loss and validation mAP per epoch of a retrain job's run."""
     rows = []
     if job and job["kind"] == "retrain":
-        run = json.loads(job["result"] or "{}").get("run") or (
+        run = (job["result"] or {}).get("run") or (
             str(Path(job["log_path"]).parent / f"retrain-job-{job['id']}") if job["log_path"] else None)
         log = Path(run) / "progress.jsonl" if run else None
         if log is not None and log.is_file():
@@ -166,9 +167,11 @@ def models_screen(store: Store, workspace: Workspace, public: Callable[[str], st
         pickers = [gr.update(choices=versions)] * 4 if versions != known else [gr.skip()] * 4
         job = next((j for j in jobs if j["id"] == job_id), jobs[0] if jobs else None)
         if job is None:
-            return _jobs_frame(jobs, public), 0, "", _curve_frame(None), _models_frame(store), gr.skip(), *pickers, versions
+            return (_jobs_frame(jobs, public), 0, "", _curve_frame(None), _models_frame(store), gr.skip(),
+                    *pickers, versions)
         text = public(log_tail(job) + (f"\nerror: {job['error']}" if job["error"] else ""))
-        return (_jobs_frame(jobs, public), round(100 * job["progress"], 1), text, _curve_frame(job), _models_frame(store),
+        return (_jobs_frame(jobs, public), round(100 * job["progress"], 1), text, _curve_frame(job),
+                _models_frame(store),
                 pd.DataFrame(learning_curve(store), columns=["version", "labels", "valid_map", "parent", "created"]),
                 *pickers, versions)
 

@@ -25,7 +25,7 @@ from core.ingest import import_source
 from core.jobs import InferParams, RetrainParams, reinfer, retrain
 from core.labels import LABEL_FILE, ms_to_frame
 from core.store import Store
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 from core.versions import nearest, set_active
 from core.workspace import Workspace
 
@@ -40,7 +40,7 @@ def render(data: Path) -> dict[str, Path]:
     plans = {"seed": (2, 0), "pool": (4, 1), "valid": (3, 2)}
     out = {}
     for name, (minutes, index) in plans.items():
-        config = SynthConfig(minutes=minutes, seed=61, width=320, height=180, ball_scale=3, exact=False)
+        config = SynthConfig(minutes=minutes, seed=61, render=RenderOptions(320, 180, ball_scale=3), exact=False)
         folder = data / name
         if not any(folder.rglob("*.mp4")):
             generate_game(folder, config, index=index)

@@ -21,7 +21,7 @@ import torch
 
 from core.infer import InferConfig, infer_video
 from core.model import BallActionModel, ModelConfig
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def main() -> None:
     model = BallActionModel(ModelConfig()).eval()  # random weights: speed does not depend on them
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        folder = generate_game(tmp, SynthConfig(minutes=args.seconds / 60, seed=1, width=1280, height=720,
+        folder = generate_game(tmp, SynthConfig(minutes=args.seconds / 60, seed=1, render=RenderOptions(1280, 720),
                                                 exact=False))
         print(f"synthetic video: {args.seconds:.0f} s at 1280x720 in {time.perf_counter() - t:.1f} s")
         video = folder / "720p.mp4"

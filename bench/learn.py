@@ -12,7 +12,6 @@ Target: validation mAP@1 >= 0.6 within 20 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 from core.ingest import import_source
 from core.labels import CLASSES
 from core.store import Store
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 from core.train import TrainConfig, train
 from core.workspace import Workspace
 
@@ -32,7 +31,7 @@ TARGET_MAP, TARGET_MINUTES = 0.6, 20.0
 
 def render(out: Path, seed: int, games: int, minutes: float, size: tuple[int, int]) -> None:
     for k in range(games):
-        config = SynthConfig(minutes=minutes, seed=seed, width=size[0], height=size[1], ball_scale=3, exact=False)
+        config = SynthConfig(minutes=minutes, seed=seed, render=RenderOptions(*size, ball_scale=3), exact=False)
         folder = out / "synthetic" / f"seed-{seed}"
         if not any(folder.glob(f"{k + 1:02d} - */*.mp4")):
             t = time.perf_counter()
@@ -79,7 +78,7 @@ def main() -> None:
 
     row = train(config, store, ws, out=ws.runs_dir / "learn", progress=progress)
     minutes = (time.perf_counter() - t0) / 60
-    metrics = json.loads(row["metrics"])
+    metrics = row["metrics"]
     print("\nper class (best epoch):")
     for name in CLASSES:
         print(f"  {name:28s} {metrics['per_class'].get(name, 0.0):.3f}")

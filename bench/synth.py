@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import cv2
 
-import cv2  # noqa: E402
-
-from core.labels import FPS  # noqa: E402
-from core.synth import SynthConfig, _rng, plan, write_video  # noqa: E402
-from core.synth_render import Renderer  # noqa: E402
+from core.labels import FPS
+from core.synth.game import SynthConfig, _rng, plan, write_video
+from core.synth.render import Renderer, RenderOptions
 
 TARGET = 2.0
 
@@ -39,7 +35,7 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     cv2.setNumThreads(1)
     width, height = (int(v) for v in args.size.split("x"))
-    config = SynthConfig(minutes=args.seconds / 60, seed=1, width=width, height=height, threads=1)
+    config = SynthConfig(minutes=args.seconds / 60, seed=1, render=RenderOptions(width, height), threads=1)
     n = config.n_frames
 
     t = time.perf_counter()

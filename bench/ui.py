@@ -123,7 +123,8 @@ def main() -> None:
     med_open = max(statistics.median(opens), statistics.median(server))
     med_edit = statistics.median(edits)
     print(f"edit round trip (key press -> stored -> timeline updated): median {1000 * med_edit:.0f} ms "
-          f"(in-page {statistics.median(in_page_edits):.0f} ms), p90 {1000 * sorted(edits)[int(0.9 * len(edits))]:.0f} ms")
+          f"(in-page {statistics.median(in_page_edits):.0f} ms), "
+          f"p90 {1000 * sorted(edits)[int(0.9 * len(edits))]:.0f} ms")
     print(f"targets: open {statistics.median(opens):.2f} s / 1.5 s ({statistics.median(opens) / 1.5:.2f}x); "
           f"edit {1000 * med_edit:.0f} ms / 150 ms ({med_edit / 0.15:.2f}x); "
           f"{'MET' if med_open < 1.5 and med_edit < 0.15 else 'NOT MET'}")

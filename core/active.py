@@ -79,7 +79,8 @@ def _uncertain(store: Store, workspace: Workspace, game: dict, version: str, cfg
     items = []
     for p in preds:
         closeness = 1 - abs(p["confidence"] - cfg.threshold) / max(cfg.threshold, 1 - cfg.threshold)
-        reasons = [f"confidence {p['confidence']:.2f}, near the {cfg.threshold:.2f} threshold"] if closeness > 0.6 else []
+        reasons = ([f"confidence {p['confidence']:.2f}, near the {cfg.threshold:.2f} threshold"]
+                   if closeness > 0.6 else [])
         scores = [closeness]
         if gap is not None and p["frame"] < len(gap):
             g = float(gap[max(0, p["frame"] - 2):p["frame"] + 3, CLASSES.index(p["label"])].max())
@@ -125,7 +126,8 @@ def _missed(store: Store, workspace: Workspace, game: dict, version: str, cfg: Q
             # Ranked below a coin-toss prediction: a guess about nothing the model claimed.
             items.append(QueueItem("missed", game["id"], game["url_local"], int(f), label, None,
                                    float(0.3 + 0.5 * h / height),
-                                   [f"{label} score peaks at {h:.2f}, under the {height:.2f} cut, nothing labelled near"]))
+                                   [f"{label} score peaks at {h:.2f}, under the {height:.2f} cut, "
+                                    "nothing labelled near"]))
     return items
 
 

@@ -20,7 +20,7 @@ from core.ingest import import_source
 from core.labels import LABEL_FILE
 from core.runner import infer_games
 from core.store import Store
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 from core.versions import score_version, set_active
 from core.workspace import Workspace
 
@@ -29,7 +29,7 @@ DEMO_MODEL = ROOT / "assets" / "demo-model"
 DEMO_VERSION = "demo"
 TRUTH_FILE = "Labels-ball.truth.json"
 #: The demo games: small enough to render and score in about two minutes on 2 cores.
-DEMO_SYNTH = SynthConfig(minutes=3, seed=2024, width=640, height=360, ball_scale=3, exact=False)
+DEMO_SYNTH = SynthConfig(minutes=3, seed=2024, render=RenderOptions(640, 360, ball_scale=3), exact=False)
 
 Progress = Callable[[float, str], None]
 

@@ -265,7 +265,7 @@ def labels_document(url_local: str, url_youtube: str, rows: Iterable[dict]) -> d
         "UrlLocal": url_local,
         "UrlYoutube": url_youtube,
         "annotations": [
-            annotation_dict(r["frame"], r["label"], r["team"], r["visibility"], json.loads(r["extra"] or "{}"))
+            annotation_dict(r["frame"], r["label"], r["team"], r["visibility"], r["extra"])
             for r in rows
         ],
     }

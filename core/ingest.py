@@ -441,7 +441,8 @@ def _read_games(store: Store, src: Path, root: Path, workspace: Workspace, split
             problems.extend(exc.problems)
             continue
         if game.url_local in seen:
-            problems.append(Problem(str(folder), "UrlLocal", f"{game.url_local!r} also comes from {seen[game.url_local]}"))
+            problems.append(Problem(str(folder), "UrlLocal",
+                                    f"{game.url_local!r} also comes from {seen[game.url_local]}"))
             continue
         seen[game.url_local] = folder
         problems.extend(_past_stored_video(store, game))

@@ -15,7 +15,6 @@ stay registered, inactive, with part of its predictions.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -203,7 +202,7 @@ def run_job(store: Store, workspace: Workspace, job_id: int) -> dict:
             raise Cancelled("cancelled")
         print(f"{time.strftime('%H:%M:%S')} {fraction:6.1%} {message}", flush=True)
 
-    params = json.loads(store.job(job_id)["params"] or "{}")
+    params = store.job(job_id)["params"]
     kind = store.job(job_id)["kind"]
     try:
         if kind == "retrain":

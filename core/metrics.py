@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -33,8 +33,6 @@ METRICS: dict[str, tuple[int, ...]] = {
     "tight": (1, 2, 3, 4, 5),
     "loose": tuple(range(5, 65, 5)),
 }
-#: SoccerNet's label vectors cover 120 minutes; later positions are clamped to the last frame.
-VECTOR_FRAMES = 120 * 60 * FPS
 THRESHOLDS = np.linspace(0, 1, 200)
 RECALL_POINTS = np.arange(11) / 10
 
@@ -179,20 +177,6 @@ def team_map(games: Sequence[GameEvents], teams: tuple[str, str] = ("home", "awa
         per_class[cls] = weighted / total if total else 0.0
         support[cls] = total
     return MapResult(f"team-{metric}", float(np.mean(list(per_class.values()))), per_class, support)
-
-
-def precision_recall(labels: Iterable[dict], predictions: Iterable[dict], threshold: float,
-                     tolerance_s: float = 1.0, classes: Sequence[str] = CLASSES) -> dict[str, tuple[float, float]]:
-    """Per class (precision, recall) of the predictions with confidence >= ``threshold``,
-    matched as the metric matches them: what the UI shows beside its threshold slider."""
-    game = GameEvents("", list(labels), [p for p in predictions if float(p["confidence"]) >= threshold])
-    out = {}
-    for cls in classes:
-        gt, frames, conf = _class_vectors(game, cls, None)
-        hits = _match(gt, frames, conf, tolerance_s * FPS)
-        tp = float(hits.sum())
-        out[cls] = (tp / len(frames) if len(frames) else 0.0, tp / len(gt) if len(gt) else 0.0)
-    return out
 
 
 def _read_list(path: Path, key: str) -> list[dict]:

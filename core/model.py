@@ -283,7 +283,8 @@ class BallActionModel(nn.Module):
             self.ball.load_state_dict(ball)
         if self.config.stack != 3 and "conv_stem.weight" in state:
             w = state["conv_stem.weight"]
-            state["conv_stem.weight"] = w.mean(1, keepdim=True).repeat(1, self.config.stack, 1, 1) * 3 / self.config.stack
+            stack = self.config.stack
+            state["conv_stem.weight"] = w.mean(1, keepdim=True).repeat(1, stack, 1, 1) * 3 / stack
         missing, _ = self.encoder.load_state_dict(state, strict=False)
         if len(missing) > len(state):
             raise BallspotError(f"{path}: does not fit encoder {self.config.encoder} ({len(missing)} weights missing)")
@@ -292,7 +293,8 @@ class BallActionModel(nn.Module):
         """(N, stack, H, W) normalised frames -> the encoder's feature map (channels-last)."""
         return self.encoder(stacks.contiguous(memory_format=torch.channels_last))[-1]
 
-    def forward_stacks(self, stacks: torch.Tensor, track: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward_stacks(self, stacks: torch.Tensor,
+                       track: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(N, stack, H, W) normalised frames -> (N, C, h, w) features. The expensive part.
         With ``track``, also the ball's track point of each stack (N, 3) (``BallHead.locate``)."""
         enc = self.encode(stacks)

@@ -27,8 +27,7 @@ from safetensors.torch import save_file
 from core.errors import BallspotError
 from core.model import BALL_PREFIX, BallActionModel, BallHead, ModelConfig, normalise
 from core.store import Store
-from core.synth import SIDECAR
-from core.video import fit_points
+from core.synth.sidecar import SIDECAR, Sidecar, load_sidecar
 from core.workspace import Workspace
 
 
@@ -58,34 +57,6 @@ TOUCH_MS = 3.0
 #: Regression targets at the ball's cell: height / 4 m; motion (u, v) over the first and the
 #: second half of the stack, in cells.
 MOTION = 5
-
-
-@dataclass
-class Sidecar:
-    """One game's per-frame targets in model-input pixels."""
-
-    ball: np.ndarray  # (N, 2) u, v
-    height: np.ndarray  # (N,) metres above the grass
-    #: (N,) how much the ball's velocity changes at each frame, m/s (see ``TOUCH_MS``).
-    touch: np.ndarray
-    players: np.ndarray  # (N, 22, 2) feet u, v of the 22 players
-    team: np.ndarray  # (22,) 0 home, 1 away
-
-
-def load_sidecar(path: Path, size: tuple[int, int]) -> Sidecar:
-    """Read ``positions.npz`` and map its pixels into the fitted model input of ``size``."""
-    try:
-        z = np.load(path)
-        w, h = int(z["width"]), int(z["height"])
-        ball = fit_points(z["ball_px"][:, :2], (h, w), size)
-        players = fit_points(z["players_px"][:, :22], (h, w), size)
-        velocity = np.diff(z["ball"].astype(np.float64), axis=0) * float(z["fps"])
-        touch = np.zeros(len(ball), np.float32)
-        touch[1:-1] = np.linalg.norm(np.diff(velocity, axis=0), axis=1)
-        return Sidecar(ball.astype(np.float32), z["ball"][:, 2].astype(np.float32), touch,
-                       players.astype(np.float32), z["team"][:22].astype(np.int64))
-    except (OSError, KeyError, ValueError) as exc:
-        raise BallspotError(f"{path}: not a synthetic sidecar ({exc})") from None
 
 
 class PretrainNet(nn.Module):
@@ -215,7 +186,8 @@ def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, wo
         if progress is not None and (step % 20 == 0 or step == config.steps - 1):
             with torch.no_grad():
                 hit = (flat[seen].argmax(1) == cell[seen]).float().mean().item() if seen.any() else 0.0
-            progress({"step": step + 1, "steps": config.steps, "loss": float(loss.detach()), "ball_loss": float(ball_loss.detach()),
+            progress({"step": step + 1, "steps": config.steps, "loss": float(loss.detach()),
+                      "ball_loss": float(ball_loss.detach()),
                       "ball_cell_accuracy": hit, "seconds": time.perf_counter() - t0})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ curve of the whole history.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from core.errors import BallspotError
@@ -59,13 +58,13 @@ def unscored_games(store: Store, previous: str | None, version: str) -> list[str
 
 
 def valid_map(row: dict) -> float | None:
-    return json.loads(row["metrics"] or "{}").get("valid_map@1")
+    return row["metrics"].get("valid_map@1")
 
 
 def compare(store: Store, new: str, old: str | None) -> dict:
     """Validation mAP@1, overall and per class, of a new version beside the one it replaces."""
-    a = json.loads(store.model(new)["metrics"] or "{}")
-    b = json.loads(store.model(old)["metrics"] or "{}") if old else {}
+    a = store.model(new)["metrics"]
+    b = store.model(old)["metrics"] if old else {}
     classes = sorted(set(a.get("per_class", {})) | set(b.get("per_class", {})))
     return {"new": new, "old": old, "map_new": a.get("valid_map@1"), "map_old": b.get("valid_map@1"),
             "per_class": [{"class": c, "new": a.get("per_class", {}).get(c), "old": b.get("per_class", {}).get(c)}
@@ -217,7 +216,7 @@ def pending_activations(store: Store) -> dict[str, dict]:
     """Version -> the queued or running inference job that will make it active at its end."""
     pending = {}
     for job in reversed(store.jobs(limit=200)):  # oldest first: the first one queued wins
-        params = json.loads(job["params"] or "{}")
+        params = job["params"]
         if job["kind"] == "infer" and job["status"] in ("queued", "running") and params.get("activate"):
             pending.setdefault(params.get("version"), job)
     return pending
@@ -269,7 +268,7 @@ def learning_curve(store: Store) -> list[dict]:
     """Each trained version: validation mAP@1 against the number of reviewed labels it learnt from."""
     points = []
     for m in store.models():
-        metrics = json.loads(m["metrics"] or "{}")
+        metrics = m["metrics"]
         if metrics.get("valid_map@1") is None or metrics.get("reviewed_labels") is None:
             continue
         points.append({"version": m["version"], "labels": metrics["reviewed_labels"],

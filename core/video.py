@@ -494,7 +494,8 @@ def open_game_video(game: dict) -> io.BufferedReader:
     try:
         now = os.fstat(fd)
         why = _changed(now, game) or (
-            "it was replaced while being opened" if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino) else None)
+            "it was replaced while being opened"
+            if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino) else None)
         if why:
             raise refuse(why)
         raw = io.FileIO(fd, "rb", closefd=True)

@@ -19,7 +19,7 @@ from core.ingest import import_source
 from core.jobs import RetrainParams, cancel, refresh, retrain, submit
 from core.review import edit
 from core.store import Store
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 from core.versions import active_version, carry_over, decisions, diff, learning_curve
 from core.workspace import Workspace
 
@@ -83,7 +83,8 @@ def test_decisions_carry_over_to_the_same_event_of_a_new_version(store, game):
     assert after[(800, "CROSS")]["status"] == "pending"
     # The corrected label is reused, not duplicated; one operation, which undo does not cross.
     shots = [lab for lab in store.labels(game) if lab["label"] == "SHOT" and lab["source"] == "model"]
-    assert [(lab["frame"], lab["team"]) for lab in shots] == [(299, "away")] and len(store.labels(game)) == labels_before
+    assert [(lab["frame"], lab["team"]) for lab in shots] == [(299, "away")]
+    assert len(store.labels(game)) == labels_before
     assert store.history(game, limit=1)[0]["kind"] == "carry"
     assert store.undo(game) is None
 
@@ -114,7 +115,7 @@ def loop_ws(tmp_path_factory):
     """Game A with labels (train), game B to review (test; its true labels kept aside as the
     reviewer's truth), game C for validation."""
     root = tmp_path_factory.mktemp("loop")
-    config = SynthConfig(minutes=0.5, seed=41, width=320, height=180, ball_scale=3, exact=False)
+    config = SynthConfig(minutes=0.5, seed=41, render=RenderOptions(320, 180, ball_scale=3), exact=False)
     folders = [generate_game(root / name, config, index=k) for k, name in enumerate("abc")]
     truth = json.loads((folders[1] / "Labels-ball.json").read_text())
     (folders[1] / "Labels-ball.json").write_text(json.dumps({**truth, "annotations": []}))
@@ -160,7 +161,7 @@ def test_the_whole_loop_on_the_cpu(loop_ws, tmp_path):
         second = retrain(store, loop_ws, RetrainParams(config=config, auto_activate=True), lambda f, m: None)
         v2 = second["version"]
         row = store.model(v2)
-        assert row["parent"] == v1 and json.loads(row["metrics"])["valid_map@1"] is not None
+        assert row["parent"] == v1 and row["metrics"]["valid_map@1"] is not None
         assert second["comparison"]["old"] == v1
         if second["activated"]:
             inference = second["inference"]

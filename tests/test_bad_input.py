@@ -186,7 +186,8 @@ def test_folder_without_games(populated, workspace, tmp_path):
     ({"UrlLocal": "../../escaped", "annotations": []}, "UrlLocal", "is not a league/season/game path"),
     ({"UrlLocal": "a/\ud800/b", "annotations": []}, "UrlLocal", "not valid Unicode"),
     ({"UrlLocal": BAD, "UrlYoutube": {"a": 1}, "annotations": []}, "UrlYoutube", "expected a string"),
-    ({"UrlLocal": BAD, "annotations": [annotation(3) | {"position": "9" * 30}]}, "annotations[0]", "more than 24 hours"),
+    ({"UrlLocal": BAD, "annotations": [annotation(3) | {"position": "9" * 30}]}, "annotations[0]",
+     "more than 24 hours"),
     ({"UrlLocal": BAD, "annotations": [annotation(3) | {"position": 1e300}]}, "annotations[0]", "not a whole number"),
     ({"UrlLocal": BAD, "annotations": [annotation(3) | {"note": "\udc00"}]}, "annotations[0]", "not valid Unicode"),
 ])

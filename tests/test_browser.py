@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, running_app
 from core.ingest import import_source
 from core.store import Store
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 from core.workspace import Workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,7 +35,7 @@ if not CHROMIUM.exists():
 def workspace(tmp_path_factory) -> Workspace:
     """A synthetic game with its labels and a model's predictions (the labels, moved a little)."""
     root = tmp_path_factory.mktemp("browser")
-    generate_game(root / "src", SynthConfig(minutes=0.4, seed=5, width=320, height=180, exact=False))
+    generate_game(root / "src", SynthConfig(minutes=0.4, seed=5, render=RenderOptions(320, 180), exact=False))
     ws = Workspace.at(root / "ws").ensure()
     with Store.open(ws) as store:
         import_source(store, root / "src", workspace=ws, split="test")
@@ -92,7 +92,8 @@ def saved(pg):
     """Wait until the edit made inside the block is reported saved (or fails)."""
     pg.evaluate("document.querySelector('#edit-status').dataset.kind = 'waiting'")
     yield
-    pg.wait_for_function("() => ['saved', 'error', 'conflict'].includes(document.querySelector('#edit-status').dataset.kind)")
+    pg.wait_for_function(
+        "() => ['saved', 'error', 'conflict'].includes(document.querySelector('#edit-status').dataset.kind)")
 
 
 def press_on_prediction(pg, nth: int, key: str) -> str:
@@ -207,7 +208,7 @@ def demo_app(tmp_path_factory):
 
     ws = Workspace.at(tmp_path_factory.mktemp("demo") / "ws").ensure()
     with Store.open(ws) as store:
-        build_demo(store, ws, synth=SynthConfig(minutes=0.6, seed=2024, width=320, height=180, ball_scale=3,
+        build_demo(store, ws, synth=SynthConfig(minutes=0.6, seed=2024, render=RenderOptions(320, 180, ball_scale=3),
                                                 exact=False))
     with running_app(ws.root) as url:
         yield url, ws

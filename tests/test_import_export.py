@@ -72,7 +72,8 @@ def test_import_one_game_folder_with_video(store, workspace, tmp_path):
     assert g["split"] == "train" and g["frame_count"] == 40 and g["fps"] == 25
     assert g["width"] == 64 and g["height"] == 48 and abs(g["duration_s"] - 1.6) < 1e-6
     assert Path(g["video_path"]) == (folder / "224p.mp4").resolve()  # referenced in place, not copied
-    assert [(r["frame"], r["label"], r["team"]) for r in store.labels(GAME)] == [(3, "PASS", "home"), (10, "DRIVE", "away")]
+    labels = [(r["frame"], r["label"], r["team"]) for r in store.labels(GAME)]
+    assert labels == [(3, "PASS", "home"), (10, "DRIVE", "away")]
 
 
 def test_linked_game_folders_are_found_and_a_link_cycle_ends(store, workspace, tmp_path):

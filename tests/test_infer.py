@@ -13,7 +13,7 @@ import torch
 from conftest import ROOT, make_video
 from core.infer import GameScores, InferConfig, events_from_scores, frame_scores, frame_scores_uncached
 from core.model import BallActionModel, ModelConfig, load, save
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 from core.video import FrameReader, read_frames
 
 TINY = dict(input_size=(64, 112), proj_channels=32, blocks_3d=2, stack_channels=32)
@@ -22,7 +22,8 @@ TINY = dict(input_size=(64, 112), proj_channels=32, blocks_3d=2, stack_channels=
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """A synthetic match clip, read as the model reads it."""
-    folder = generate_game(tmp_path_factory.mktemp("clip"), SynthConfig(minutes=0.04, seed=2, width=224, height=128))
+    folder = generate_game(tmp_path_factory.mktemp("clip"),
+                           SynthConfig(minutes=0.04, seed=2, render=RenderOptions(224, 128)))
     with FrameReader(folder / "128p.mp4", TINY["input_size"]) as reader:
         return np.stack(list(reader))
 
@@ -172,7 +173,7 @@ def test_infer_and_evaluate_from_the_command_line(model, tmp_path):
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    generate_game(tmp_path / "S", SynthConfig(minutes=0.1, seed=4, width=160, height=90))
+    generate_game(tmp_path / "S", SynthConfig(minutes=0.1, seed=4, render=RenderOptions(160, 90)))
     ws = str(tmp_path / "W")
     run("import", str(tmp_path / "S"), "--workspace", ws, "--split", "test")
     from conftest import annotation, make_game
@@ -291,7 +292,7 @@ def test_inference_never_opens_a_video_swapped_for_a_link_to_the_database(model,
     from core.store import Store
     from core.workspace import Workspace
 
-    folder = generate_game(tmp_path / "S", SynthConfig(minutes=0.04, seed=6, width=160, height=90))
+    folder = generate_game(tmp_path / "S", SynthConfig(minutes=0.04, seed=6, render=RenderOptions(160, 90)))
     ws = Workspace.at(tmp_path / "W").ensure()
     save(model, tmp_path / "m")
     with Store.open(ws) as store:

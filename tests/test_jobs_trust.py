@@ -11,7 +11,6 @@ real (tiny.yaml, seconds). The last tests run real job processes and stop them m
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -29,7 +28,7 @@ from core.ingest import import_source
 from core.jobs import Cancelled, InferParams, RetrainParams, cancel, refresh, reinfer, retrain, submit
 from core.labels import CLASSES
 from core.store import Store
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 from core.versions import ACTIVE_SETTING, active_version
 from core.workspace import Workspace
 
@@ -58,7 +57,7 @@ def template(tmp_path_factory) -> dict:
     20 decisions on them (accepted, accepted corrected, rejected). v1's validation score is
     cleared, so any v2 counts as not worse and a retrain goes on to infer and activate."""
     root = tmp_path_factory.mktemp("trust")
-    synth = SynthConfig(minutes=0.25, seed=61, width=160, height=90, ball_scale=4, exact=False)
+    synth = SynthConfig(minutes=0.25, seed=61, render=RenderOptions(160, 90, ball_scale=4), exact=False)
     folders = [generate_game(root / name, synth, index=k) for k, name in enumerate("abc")]
     data = yaml.safe_load(TINY.read_text())
     data.update(epochs=1, samples_per_epoch=32)
@@ -70,7 +69,7 @@ def template(tmp_path_factory) -> dict:
         for folder, split in zip(folders, ("train", "valid", "test")):
             import_source(store, folder, workspace=ws, split=split)
         v1 = retrain(store, ws, RetrainParams(config=str(config), infer_games=[]), quiet)["version"]
-        store.set_model_metrics(v1, {**json.loads(store.model(v1)["metrics"]), "valid_map@1": None})
+        store.set_model_metrics(v1, {**store.model(v1)["metrics"], "valid_map@1": None})
         games = [g["url_local"] for g in store.games() if g["split"] in ("valid", "test")]
         for name in games:
             predict(store, v1, name)
@@ -305,7 +304,8 @@ def test_a_retrain_job_stopped_during_inference_leaves_the_previous_version_acti
         before = reviewed(store, v1, template["games"])
         job = submit(store, "retrain", {"config": template["config"]})
         refresh(store, ws)
-        running = wait_for_job(store, job["id"], lambda j: j["message"] == "inference zz/long" or j["status"] != "running")
+        running = wait_for_job(store, job["id"],
+                               lambda j: j["message"] == "inference zz/long" or j["status"] != "running")
         assert running["status"] == "running", running
         if how == "cancel":
             assert cancel(store, job["id"])["status"] == "cancelled"
@@ -337,7 +337,7 @@ def test_a_version_left_half_inferred_by_a_cancel_gets_every_decision_when_activ
             retrain(store, ws, RetrainParams(config=template["config"]), stop_at("inference", games, Cancelled))
         v2 = store.models()[-1]["version"]
         pending = activate(store, ws, v2)
-        assert json.loads(pending.job["params"])["games"] == games[1:]
+        assert pending.job["params"]["games"] == games[1:]
         handler = signal.getsignal(signal.SIGTERM)
         try:
             assert run_job(store, ws, pending.job["id"])["status"] == "done"

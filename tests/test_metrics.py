@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REAL_DATA, real_label_files
 from core.labels import CLASSES, CLASS_INDEX, FPS, LABEL_FILE, PREDICTION_FILE
-from core.metrics import GameEvents, average_map, load_folders, precision_recall, team_map
+from core.metrics import GameEvents, average_map, load_folders, team_map
 
 
 def _perturbed_predictions(labels: list[dict], rng: np.random.Generator) -> list[dict]:
@@ -26,7 +26,8 @@ def _perturbed_predictions(labels: list[dict], rng: np.random.Generator) -> list
                     "confidence": float(np.round(rng.random(), 3)), "team": a["team"]})
     last = max(int(a["position"]) for a in labels)
     for _ in range(len(labels) // 10):
-        out.append({"label": CLASSES[int(rng.integers(len(CLASSES)))], "position": str(int(rng.integers(0, last)) // 40 * 40),
+        out.append({"label": CLASSES[int(rng.integers(len(CLASSES)))],
+                    "position": str(int(rng.integers(0, last)) // 40 * 40),
                     "half": "1", "confidence": float(rng.random()), "team": "home"})
     return out
 
@@ -90,14 +91,6 @@ def test_team_map_by_hand():
     # Without teams the same predictions find the SHOT.
     plain = average_map([GameEvents("g", labels, preds)])
     assert plain.support["PASS"] == 3 and plain.per_class["SHOT"] == 1.0
-
-
-def test_precision_recall_at_a_threshold():
-    labels = [_event(100, "PASS", "home"), _event(500, "PASS", "home")]
-    preds = [_event(103, "PASS", "home", 0.9), _event(700, "PASS", "home", 0.8), _event(490, "PASS", "home", 0.3)]
-    assert precision_recall(labels, preds, 0.5)["PASS"] == (0.5, 0.5)
-    assert precision_recall(labels, preds, 0.2)["PASS"] == pytest.approx((2 / 3, 1.0))
-    assert precision_recall(labels, preds, 0.2, tolerance_s=0.5)["PASS"] == pytest.approx((1 / 3, 0.5))
 
 
 def test_halves_and_negative_positions_as_soccernet(tmp_path):

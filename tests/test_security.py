@@ -185,7 +185,8 @@ EDITS = [
     {"game": 1, "action": {"op": "delete", "id": "l" + "9" * 40, "revision": 1}},
     {"game": 1, "action": {"op": "undo"}, "cursor": "x"}, {"game": 1, "action": {"op": "redo"}, "cursor": 2**70},
 ]
-OTHERS = [("filmstrip", {"game": 1}), ("filmstrip", {"game": 1, "frame": "x"}), ("filmstrip", {"game": 1, "frame": 2**70}),
+OTHERS = [("filmstrip", {"game": 1}), ("filmstrip", {"game": 1, "frame": "x"}),
+          ("filmstrip", {"game": 1, "frame": 2**70}),
           ("open_game", {"game": "abc"}), ("open_game", {}), ("sync", {"game": 1, "cursor": "x"}),
           ("score_curve", {"game": "x"}), ("review_queue", {"game": None}), ("nonexistent", {}), ("__init__", {})]
 
@@ -211,7 +212,8 @@ def test_malformed_calls_get_a_clear_answer_never_a_500(app, ws):
         assert "Traceback" not in answer.text and 'File "' not in answer.text
         if answer.status_code == 200 and answer.request.url.path.endswith("component_server"):
             reply = answer.json()
-            assert isinstance(reply, dict) and (reply.get("error") or reply.get("ok") is False), (answer.request.content[:300], answer.text)
+            assert isinstance(reply, dict) and (reply.get("error") or reply.get("ok") is False), \
+                (answer.request.content[:300], answer.text)
             assert str(ROOT) not in answer.text
     assert labels(ws) == before
 
@@ -391,7 +393,8 @@ ATTACK_PAGE = """<!doctype html><title>cat pictures</title><script>
 const body = JSON.stringify(%(body)s);
 Promise.allSettled([
   fetch(%(target)s, {method: 'POST', mode: 'no-cors', headers: {'Content-Type': 'text/plain'}, body}),
-  fetch(%(target)s, {method: 'POST', mode: 'no-cors', headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body}),
+  fetch(%(target)s, {method: 'POST', mode: 'no-cors',
+                     headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body}),
 ]).then(() => { document.title = 'sent'; });
 </script>"""
 

@@ -92,7 +92,7 @@ def test_history_is_append_only(store, game):
 def test_accept_and_reject(store, game):
     store.register_model("v1")
     store.add_predictions("v1", game, [(20, "CROSS", "home", 0.8), (30, "OUT", "away", 0.4), (5, "PASS", "home", 0.9)])
-    p_cross, p_out, p_pass = store.predictions(game, "v1")[1], store.predictions(game, "v1")[2], store.predictions(game, "v1")[0]
+    p_pass, p_cross, p_out = store.predictions(game, "v1")[:3]
     accepted = store.accept(p_cross["id"], reviewer="ana", base_revision=1)
     assert accepted["status"] == "accepted" and accepted["reviewer"] == "ana"
     made = [r for r in store.labels(game) if r["prediction_id"] == p_cross["id"]]
@@ -233,7 +233,8 @@ def test_sigkill_mid_writes_loses_nothing_that_returned(workspace, tmp_path):
         ids = {r["id"] for r in s.labels(GAME)}
         assert set(returned) <= ids
         # Every surviving label has its history: no half-written operation.
-        logged = {c["row_id"] for c in s.conn.execute("SELECT row_id FROM changes WHERE tbl = 'labels' AND op = 'insert'")}
+        logged = {c["row_id"] for c in
+                  s.conn.execute("SELECT row_id FROM changes WHERE tbl = 'labels' AND op = 'insert'")}
         assert ids <= logged
 
 
@@ -251,17 +252,52 @@ def test_label_fingerprint_changes_with_any_edit(store, game):
 def test_models_and_jobs(store, game):
     store.register_model("v1", config={"epochs": 1}, label_fingerprint=store.label_fingerprint())
     store.register_model("v2", parent="v1", metrics={"mAP@1": 0.5})
-    assert json.loads(store.model("v2")["metrics"]) == {"mAP@1": 0.5}
+    assert store.model("v2")["metrics"] == {"mAP@1": 0.5}
     with pytest.raises(ConflictError):
         store.register_model("v1")
     with pytest.raises(NotFoundError):
         store.register_model("v3", parent="nope")
+    assert store.model("v1")["config"] == {"epochs": 1} and store.models()[1]["metrics"] == {"mAP@1": 0.5}
     job = store.create_job("train", {"epochs": 2})
-    assert job["status"] == "queued"
-    done = store.update_job(job["id"], status="done", progress=1.0, result={"version": "v2"})
-    assert done["status"] == "done" and json.loads(done["result"]) == {"version": "v2"}
+    assert job["status"] == "queued" and job["params"] == {"epochs": 2} and job["result"] is None
+    done = store.transition_job(job["id"], ["queued"], status="done", progress=1.0, result={"version": "v2"})
+    assert done["status"] == "done" and done["result"] == {"version": "v2"}
+    assert store.jobs()[0]["result"] == {"version": "v2"}
+    assert store.transition_job(job["id"], ["queued"], status="running") is None  # no longer queued
     with pytest.raises(sqlite3.IntegrityError):
-        store.update_job(job["id"], status="exploded")
+        store.transition_job(job["id"], ["done"], status="exploded")
+    with pytest.raises(BallspotError, match="no field params"):
+        store.transition_job(job["id"], ["done"], params={})
+
+
+def test_json_columns_come_back_decoded_and_the_change_log_keeps_rows_as_stored(store, workspace, tmp_path):
+    """A label's extra keys (kept from its file) read as a dict everywhere rows are handed out;
+    the change log holds the row as stored, which undo compares and restores."""
+    make_game(tmp_path / "x", "a/b/c", [annotation(5, comment="kept")])
+    import_source(store, tmp_path / "x", workspace=workspace)
+    lab = store.labels("a/b/c")[0]
+    assert lab["extra"] == {"comment": "kept"} and store.label(lab["id"])["extra"] == {"comment": "kept"}
+    cursor = store.change_cursor()
+    assert store.update_label(lab["id"], 1, frame=6)["extra"] == {"comment": "kept"}
+    with pytest.raises(ConflictError) as info:
+        store.update_label(lab["id"], 1, frame=7)
+    assert info.value.current["extra"] == {"comment": "kept"}
+    latest, _ = store.changes_since("a/b/c", cursor)
+    assert latest[("labels", lab["id"])]["extra"] == {"comment": "kept"}
+    logged = store.history("a/b/c", limit=1)[0]["changes"][0]
+    assert json.loads(logged["after"])["extra"] == '{"comment": "kept"}'
+    store.undo("a/b/c")
+    assert store.label(lab["id"])["frame"] == 5 and store.label(lab["id"])["extra"] == {"comment": "kept"}
+    store.redo("a/b/c")
+    assert store.label(lab["id"])["frame"] == 6
+
+
+def test_importing_the_store_does_not_import_the_video_decoders():
+    """The store only reads a VideoInfo's fields: opening a workspace's database (the CLI, a
+    job) must not pay for loading PyAV and OpenCV."""
+    code = "import sys, core.store; print(sorted(m for m in ('av', 'cv2', 'core.video') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
 
 
 def test_a_failed_operation_inside_a_transaction_leaves_no_trace(store, game):

@@ -1,8 +1,11 @@
 """Synthetic matches: decodable video, labels that follow the real statistics, labels tied to pixels."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
+import subprocess
+import sys
 
 import av
 import cv2
@@ -10,8 +13,9 @@ import numpy as np
 import pytest
 
 from core.labels import CLASSES, CLASS_INDEX, FPS, LABEL_FILE, MS_PER_FRAME
-from core.match_stats import load as load_stats
-from core.synth import SIDECAR, SynthConfig, generate_game, labels_document, plan
+from conftest import ROOT
+from core.synth import SIDECAR, RenderOptions, SynthConfig, generate_game, labels_document, plan
+from core.synth.stats import load as load_stats
 
 C = CLASS_INDEX
 
@@ -32,7 +36,7 @@ def _frames(path):
 
 def test_video_decodes_with_pyav_and_opencv(small_game):
     folder, config = small_game
-    video = folder / f"{config.height}p.mp4"
+    video = folder / f"{config.render.height}p.mp4"
     with av.open(str(video)) as c:
         stream = c.streams.video[0]
         assert stream.average_rate == FPS and stream.codec_context.name == "h264"
@@ -69,10 +73,10 @@ def test_thirty_minutes_follow_the_real_mix_and_rate():
 
 
 def test_same_seed_same_labels_and_frames(tmp_path):
-    config = SynthConfig(minutes=0.15, seed=11, width=160, height=90)
+    config = SynthConfig(minutes=0.15, seed=11, render=RenderOptions(160, 90))
     a = generate_game(tmp_path / "a", config)
     b = generate_game(tmp_path / "b", config)
-    c = generate_game(tmp_path / "c", SynthConfig(minutes=0.15, seed=12, width=160, height=90))
+    c = generate_game(tmp_path / "c", SynthConfig(minutes=0.15, seed=12, render=RenderOptions(160, 90)))
     assert (a / LABEL_FILE).read_bytes() == (b / LABEL_FILE).read_bytes()
     hashes = [[hashlib.sha256(f.tobytes()).hexdigest() for f in _frames(g / "90p.mp4")] for g in (a, b, c)]
     assert len(hashes[0]) == config.n_frames and hashes[0] == hashes[1]
@@ -101,11 +105,12 @@ def test_event_frames_show_the_ball_where_the_sidecar_says(small_game):
     side = np.load(folder / SIDECAR)
     frames = set(int(f) for f in side["event_frame"]) | set(range(0, config.n_frames, 37))
     checked = errors = 0
-    for i, img in enumerate(_frames(folder / f"{config.height}p.mp4")):
+    width, height = config.render.width, config.render.height
+    for i, img in enumerate(_frames(folder / f"{height}p.mp4")):
         if i not in frames:
             continue
         u, v, r = side["ball_px"][i]
-        if not (10 < u < config.width - 10 and 10 < v < config.height - 10):
+        if not (10 < u < width - 10 and 10 < v < height - 10):
             continue
         found = find_ball(img)
         checked += 1
@@ -154,11 +159,6 @@ def test_goal_and_out_cross_their_lines():
 
 
 def test_synthetic_games_import_and_list(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     run = lambda *a: subprocess.run([sys.executable, str(ROOT / "launch.py"), *a], capture_output=True,  # noqa: E731
                                     text=True, cwd=ROOT, timeout=300)
     made = run("synth", str(tmp_path / "S"), "--games", "2", "--minutes", "0.2", "--size", "160x90", "--seed", "5")
@@ -171,13 +171,31 @@ def test_synthetic_games_import_and_list(tmp_path):
 
 
 def test_a_clip_too_short_for_any_event(tmp_path):
-    folder = generate_game(tmp_path, SynthConfig(minutes=0.02, seed=1, width=160, height=90))
+    folder = generate_game(tmp_path, SynthConfig(minutes=0.02, seed=1, render=RenderOptions(160, 90)))
     assert json.loads((folder / LABEL_FILE).read_text())["annotations"] == []
     assert sum(1 for _ in _frames(folder / "90p.mp4")) == 30
 
 
 @pytest.mark.parametrize("options, why", [({"minutes": 0}, "--minutes"), ({"minutes": -1}, "--minutes"),
-                                          ({"seed": -1}, "--seed"), ({"width": 63}, "--size")])
+                                          ({"seed": -1}, "--seed"), ({"crf": 52}, "--crf")])
 def test_bad_options_are_named(options, why):
     with pytest.raises(ValueError, match=why):
         SynthConfig(**options)
+
+
+@pytest.mark.parametrize("options, why", [({"width": 63}, "--size"), ({"height": 35}, "--size"),
+                                          ({"motion_blur": 1.0}, "--blur"), ({"noise": -1}, "--noise")])
+def test_bad_render_options_are_named(options, why):
+    with pytest.raises(ValueError, match=why):
+        RenderOptions(**options)
+
+
+def test_training_does_not_import_the_renderer():
+    """Pretraining reads sidecars (``core.synth.sidecar``); that must not load the world
+    simulation or the drawing code, which only rendering a game needs."""
+    code = "import core.train, sys; print(sorted(m for m in sys.modules if m.startswith('core.synth')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = set(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
+    assert "core.synth.sidecar" in loaded, "pretraining reads the sidecar: the check would see nothing"
+    assert not loaded & {"core.synth.game", "core.synth.render", "core.synth.world"}, sorted(loaded)

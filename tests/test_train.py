@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT
 from core.ingest import import_source
 from core.store import Store
-from core.synth import SynthConfig, generate_game
+from core.synth import RenderOptions, SynthConfig, generate_game
 from core.labels import CLASSES
 from core.train import TrainConfig, load_games, sample_epoch, targets, train
 from core.workspace import Workspace
@@ -28,9 +28,10 @@ TINY = ROOT / "core" / "configs" / "tiny.yaml"
 def ws(tmp_path_factory):
     """A workspace with a short synthetic train game and a shorter valid game."""
     root = tmp_path_factory.mktemp("train")
-    generate_game(root / "tr", SynthConfig(minutes=0.5, seed=31, width=160, height=90, ball_scale=4, exact=False))
-    generate_game(root / "va", SynthConfig(minutes=0.25, seed=32, width=160, height=90, ball_scale=4, exact=False),
-                  index=1)
+    generate_game(root / "tr",
+                  SynthConfig(minutes=0.5, seed=31, render=RenderOptions(160, 90, ball_scale=4), exact=False))
+    generate_game(root / "va",
+                  SynthConfig(minutes=0.25, seed=32, render=RenderOptions(160, 90, ball_scale=4), exact=False), index=1)
     workspace = Workspace.at(root / "ws").ensure()
     with Store.open(workspace) as store:
         import_source(store, root / "tr", workspace=workspace, split="train")
@@ -104,7 +105,7 @@ def test_a_killed_run_resumes_and_registers_nothing_partial(ws, tmp_path):
     with Store.open(ws) as store:
         new = [m for m in store.models() if m["version"] not in before]
     assert len(new) == 1 and Path(new[0]["path"]) == (run / "model").resolve()
-    assert json.loads(new[0]["metrics"])["epochs"] == 4
+    assert new[0]["metrics"]["epochs"] == 4
 
 
 def test_two_ddp_ranks_on_gloo_end_with_the_same_weights(ws, tmp_path):
@@ -152,8 +153,8 @@ def test_pretraining_touch_target_marks_the_kicks_of_labelled_events(ws):
     """The sidecar's touch signal (velocity jumps) is on the events that are touches (not OUT
     or GOAL, where nobody touches the ball) and rare elsewhere, so it teaches the encoder what
     a ball action looks like rather than 'the ball moves'."""
-    from core.pretrain import TOUCH_MS, load_sidecar
-    from core.synth import SIDECAR
+    from core.pretrain import TOUCH_MS
+    from core.synth.sidecar import SIDECAR, load_sidecar
 
     config = TrainConfig.load(TINY)
     with Store.open(ws) as store:
@@ -189,7 +190,8 @@ def test_pretraining_targets_follow_the_ball_through_the_stack_and_its_mirror_im
     """One possible stack (frames 0, s, 2s): the ball rolls slowly, is kicked at frame s and
     flies on. The targets are the motion of each half of the stack in cells (u mirrored with
     the picture), the touch inside the stack, and the ball's cell (mirrored too)."""
-    from core.pretrain import Sidecar, _batch
+    from core.pretrain import _batch
+    from core.synth.sidecar import Sidecar
 
     mc = TrainConfig.load(TINY).model
     h, w = mc.input_size
@@ -270,7 +272,8 @@ def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path
     from core.model import BallActionModel
     from core.train import validate
 
-    generate_game(tmp_path / "g", SynthConfig(minutes=1, seed=7, width=320, height=180, ball_scale=3, exact=False))
+    generate_game(tmp_path / "g",
+                  SynthConfig(minutes=1, seed=7, render=RenderOptions(320, 180, ball_scale=3), exact=False))
     workspace = Workspace.at(tmp_path / "ws").ensure()
     config = TrainConfig.load(TINY, valid_splits=["train"])
     with Store.open(workspace) as store:
@@ -278,7 +281,7 @@ def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path
         games = load_games(store, workspace, ["train"], config)
         untrained = validate(BallActionModel(config.model), games, config, __import__("torch").device("cpu"))
         row = train(config, store, workspace, out=tmp_path / "run")
-    trained = json.loads(row["metrics"])["valid_map@1"]
+    trained = row["metrics"]["valid_map@1"]
     assert trained >= 0.25 and trained >= 2 * untrained["mAP@1"], (trained, untrained["mAP@1"])
 
 

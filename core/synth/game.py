@@ -1,14 +1,9 @@
-"""Synthetic soccer matches with exact ground truth: the offline demo, tests and benchmarks.
+"""One synthetic game, start to finish: plan it, draw it, write it in SoccerNet's layout.
 
-One game = an event script drawn from real label statistics (``synth_events``), a world
-that acts it out (``synth_world``), and a broadcast-like rendering (``synth_render``),
-written in SoccerNet's layout:
-
-    OUT/synthetic/seed-<S>/<NN> - Reds - Blues/<H>p.mp4          H.264, 25 fps, short GOP, faststart
-    OUT/synthetic/seed-<S>/<NN> - Reds - Blues/Labels-ball.json  SoccerNet format
-    OUT/synthetic/seed-<S>/<NN> - Reds - Blues/positions.npz     ball, people, camera, per frame
-
-The same seed and options give the same labels and the same frames.
+``plan`` draws an event script (``events``) and acts it out (``world``); ``generate_game``
+then renders the frames (``render``), encodes them and writes the labels and the sidecar
+(``sidecar``). Everything random comes from the seed and the game's index, so the same
+``SynthConfig`` gives the same labels and the same frames.
 """
 from __future__ import annotations
 
@@ -21,12 +16,12 @@ import numpy as np
 
 from core.formats import annotation_dict, dumps
 from core.labels import CLASSES, FPS, LABEL_FILE, TEAMS_ROLE
-from core.match_stats import load as load_stats
-from core.synth_events import script_events
-from core.synth_render import Renderer, RenderOptions
-from core.synth_world import World, simulate
+from core.synth.events import script_events
+from core.synth.render import Renderer, RenderOptions
+from core.synth.sidecar import SIDECAR
+from core.synth.stats import load as load_stats
+from core.synth.world import World, simulate
 
-SIDECAR = "positions.npz"
 LEAGUE = "synthetic"
 #: Keyframe every half second: seeking (browser, filmstrip, training clips) stays cheap.
 GOP = 12
@@ -37,13 +32,12 @@ FrameProgress = Callable[[int, int], None]
 
 @dataclass
 class SynthConfig:
+    """One game's options: its length and seed, how its frames are drawn and how they are encoded."""
+
     minutes: float = 10.0
     seed: int = 0
-    width: int = 640
-    height: int = 360
-    ball_scale: float = 2.0
-    motion_blur: float = 0.0
-    noise: float = 0.0
+    #: How the frames are drawn: size, ball size, motion blur, noise.
+    render: RenderOptions = field(default_factory=RenderOptions)
     #: x264 constant rate factor: larger is stronger compression (18 fine, 23 default, 30 rough).
     crf: int = 23
     #: Encoder threads (0 = as many as useful; 1 for a one-core measurement).
@@ -53,18 +47,14 @@ class SynthConfig:
     #: here: 1 run in 10 differed). Exact mode turns x264's assembly off: encoding is about 3x
     #: slower (still over 90 frames/s at 640x360 on one core).
     exact: bool = True
-    render: RenderOptions = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.width % 2 or self.height % 2 or self.width < 64 or self.height < 36:
-            raise ValueError(f"--size {self.width}x{self.height}: both even, at least 64x36")
         if self.minutes <= 0 or self.n_frames < 1:
             raise ValueError(f"--minutes {self.minutes}: must give at least one frame")
         if self.seed < 0:
             raise ValueError(f"--seed {self.seed}: must be 0 or more")
-        if not 0 <= self.motion_blur < 1 or self.noise < 0 or not 0 <= self.crf <= 51:
-            raise ValueError("--blur in [0, 1), --noise >= 0, --crf in 0..51")
-        self.render = RenderOptions(self.width, self.height, self.ball_scale, self.motion_blur, self.noise)
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"--crf {self.crf}: must be in 0..51")
 
     @property
     def n_frames(self) -> int:
@@ -103,7 +93,7 @@ def write_video(path: Path, renderer: Renderer, config: SynthConfig,
     ball_px = np.zeros((n, 3), np.float32)
     with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = config.width, config.height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = config.render.width, config.render.height, "yuv420p"
         options = {"crf": str(config.crf), "preset": "veryfast", "g": str(GOP), "keyint_min": str(GOP),
                    "sc_threshold": "0", "threads": str(config.threads)}
         if config.exact:
@@ -130,7 +120,7 @@ def generate_game(out_root: str | Path, config: SynthConfig, index: int = 0,
     folder.mkdir(parents=True, exist_ok=True)
     world = plan(config, index)
     renderer = Renderer(world, config.render, _rng(config, 10_000 + index))
-    video = folder / f"{config.height}p.mp4"
+    video = folder / f"{config.render.height}p.mp4"
     tmp = video.with_name(f".{video.name}.partial")
     ball_px = write_video(tmp, renderer, config, progress)
     players = np.concatenate([world.players, np.zeros(world.players.shape[:2] + (1,), np.float32)], axis=-1)
@@ -138,7 +128,7 @@ def generate_game(out_root: str | Path, config: SynthConfig, index: int = 0,
     events = world.events
     np.savez_compressed(
         folder / SIDECAR,
-        fps=FPS, width=config.width, height=config.height,
+        fps=FPS, width=config.render.width, height=config.render.height,
         ball=world.ball, ball_px=ball_px, players=world.players, players_px=feet,
         team=world.team, keeper=world.keeper, arms=world.arms,
         camera_target=renderer.target.astype(np.float32), camera_zoom=renderer.zoom.astype(np.float32),

@@ -1,7 +1,7 @@
 """Event scripts for synthetic matches: which ball actions happen, when, and by which team.
 
 A Markov chain over the 12 classes with the transition counts, gaps and team changes of
-real games (``core/match_stats.json``). Rare classes are boosted, and a rare class grows
+real games (``match_stats.json``, see ``stats``). Rare classes are boosted, and a rare class grows
 "hungry" the longer it has not occurred, so that even a 10-minute game shows every class
 while the mix of the frequent classes stays close to the real one. Boosting shifts the mix
 towards classes with long pauses after them (an OUT, a GOAL), so the gaps are then scaled

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.synth_world import GOAL_HALF_WIDTH, GOAL_HEIGHT, LENGTH, WIDTH, World
+from core.synth.world import GOAL_HALF_WIDTH, GOAL_HEIGHT, LENGTH, WIDTH, World, _ema
 
 CAMERA_POS = np.array([LENGTH / 2, WIDTH + 40.0, 22.0])
 #: Width of pitch (m) the camera shows around the ball at its default zoom.
@@ -38,6 +38,8 @@ BOARD_COLOURS = ((200, 90, 20), (30, 160, 230), (40, 40, 190), (160, 160, 160), 
 
 @dataclass
 class RenderOptions:
+    """How the frames are drawn (``SynthConfig.render``); errors name ``launch.py synth``'s options."""
+
     width: int = 640
     height: int = 360
     #: The ball is drawn this many times its real size (a 22 cm ball is 2 px at 640x360).
@@ -46,6 +48,12 @@ class RenderOptions:
     motion_blur: float = 0.0
     #: Standard deviation of sensor noise, in grey levels.
     noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.width % 2 or self.height % 2 or self.width < 64 or self.height < 36:
+            raise ValueError(f"--size {self.width}x{self.height}: both even, at least 64x36")
+        if not 0 <= self.motion_blur < 1 or self.noise < 0:
+            raise ValueError("--blur in [0, 1), --noise >= 0")
 
 
 def _texture(ppm: float) -> np.ndarray:
@@ -132,8 +140,6 @@ class Camera:
 def camera_path(world: World) -> tuple[np.ndarray, np.ndarray]:
     """Where the camera aims (N, 3) and its zoom (N,): following the ball smoothly, leading a
     little, widening when play is fast, as a camera operator does."""
-    from core.synth_world import _ema
-
     ball = world.ball[:, :2].astype(float)
     aim = _ema(ball, 0.05)
     speed = np.r_[0.0, np.linalg.norm(np.diff(aim, axis=0), axis=1)] * 25
@@ -246,13 +252,13 @@ class Renderer:
             knee = (hip[0] + side * 0.05 * hpx + sw * 0.5, fv - 0.25 * hpx)
             cv2.line(img, (int(hip[0] * s), int(hip[1] * s)), (int(knee[0] * s), int(knee[1] * s)), shorts, leg,
                      cv2.LINE_AA, shift=4)
-            cv2.line(img, (int(knee[0] * s), int(knee[1] * s)), (int((hip[0] + side * 0.06 * hpx + sw) * s), int(fv * s)),
-                     socks, leg, cv2.LINE_AA, shift=4)
+            cv2.line(img, (int(knee[0] * s), int(knee[1] * s)),
+                     (int((hip[0] + side * 0.06 * hpx + sw) * s), int(fv * s)), socks, leg, cv2.LINE_AA, shift=4)
         bw = 0.15 * hpx
-        cv2.rectangle(img, (int((fu - bw) * s), int((fv - 0.58 * hpx) * s)), (int((fu + bw) * s), int((fv - 0.45 * hpx) * s)),
-                      shorts, -1, cv2.LINE_AA, shift=4)
-        cv2.rectangle(img, (int((fu - bw) * s), int((fv - 0.83 * hpx) * s)), (int((fu + bw) * s), int((fv - 0.56 * hpx) * s)),
-                      shirt, -1, cv2.LINE_AA, shift=4)
+        cv2.rectangle(img, (int((fu - bw) * s), int((fv - 0.58 * hpx) * s)),
+                      (int((fu + bw) * s), int((fv - 0.45 * hpx) * s)), shorts, -1, cv2.LINE_AA, shift=4)
+        cv2.rectangle(img, (int((fu - bw) * s), int((fv - 0.83 * hpx) * s)),
+                      (int((fu + bw) * s), int((fv - 0.56 * hpx) * s)), shirt, -1, cv2.LINE_AA, shift=4)
         raise_ = float(w.arms[i, p])
         arm = max(1, int(round(0.07 * hpx)))
         for side in (-1, 1):

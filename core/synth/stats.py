@@ -1,10 +1,10 @@
 """Statistics of real ball-action sequences, for drawing synthetic matches that read like real ones.
 
-Run on SoccerNet label files, it writes the small table ``core/match_stats.json`` that the
+Run on SoccerNet label files, it writes the small table ``match_stats.json`` beside it that the
 synthetic match generator reads (class frequencies, class-to-class transitions, gaps between
 events, how often the team changes between two classes, events per minute):
 
-    python -m core.match_stats ../shared/data/soccernet-ball-2024
+    python -m core.synth.stats ../shared/data/soccernet-ball-2024
 """
 from __future__ import annotations
 

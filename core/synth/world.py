@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.labels import CLASS_INDEX, FPS
-from core.synth_events import ScriptedEvent
+from core.synth.events import ScriptedEvent
 
 C = CLASS_INDEX
 LENGTH, WIDTH = 105.0, 68.0
