@@ -138,7 +138,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         skipped = sorted(set(games) - {g for g, _ in done})
         if skipped:
             print(f"Skipped {len(skipped)} game(s) without a video: {', '.join(skipped)}", file=sys.stderr)
-        out = args.out or ws.runs_dir / f"predictions-{version}"
+        out = args.out or ws.run_dir("predictions", version)
         export(store, out, games=[g for g, _ in done], predictions=version)
     for game, n in done:
         print(f"{game}: {n} events")
@@ -164,9 +164,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_id = os.environ.get("TORCHELASTIC_RUN_ID")
         if not run_id or run_id == "none":
             raise BallspotError("under torchrun, give --out (the ranks must share one run folder)")
-        out = ws.runs_dir / f"train-{run_id}"
+        out = ws.run_dir("train", run_id)
     else:
-        out = ws.runs_dir / f"train-{time_stamp()}"
+        out = ws.run_dir("train")
     bar = tqdm(total=config.epochs, unit="epoch", desc="train", file=sys.stderr, disable=rank != 0)
 
     def progress(record: dict) -> None:
@@ -203,12 +203,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = row["metrics"]
         print(f"Registered model {row['version']} at {row['path']}: valid mAP@1 {metrics['valid_map@1']}")
     return 0
-
-
-def time_stamp() -> str:
-    import time
-
-    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -296,12 +290,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_job_run(args: argparse.Namespace) -> int:
-    from core.jobs import refresh, run_job
+    from core.jobs import run_and_hand_over
 
-    ws = Workspace.at(args.workspace)
-    with _store(args) as store:
-        job = run_job(store, ws, args.job)
-        refresh(store, ws)  # hand over to the next queued job, whether or not a page is open
+    job = run_and_hand_over(Workspace.at(args.workspace), args.job)
     return 0 if job["status"] in ("done", "cancelled") else 1
 
 
@@ -341,6 +332,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.jobs import DEFAULT_RETRAIN_CONFIG, ROOT
     from core.splits import SPLITS
 
     help_ws = f"workspace folder (default: {DEFAULT_WORKSPACE})"
@@ -429,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_queue)
 
     p = sub.add_parser("retrain", parents=[common], help="fine-tune the active model on all reviewed labels")
-    p.add_argument("--config", default=str(Path(__file__).resolve().parent / "core" / "configs" / "cpu_small.yaml"))
+    p.add_argument("--config", default=str(DEFAULT_RETRAIN_CONFIG),
+                   help=f"training config (default: {DEFAULT_RETRAIN_CONFIG.relative_to(ROOT)})")
     p.add_argument("--epochs", type=int)
     p.add_argument("--gpus", type=int, default=1, help="more than 1: torchrun on this machine's GPUs")
     p.add_argument("--game", action="append", metavar="URL_LOCAL", help="train on these games only (repeatable)")

@@ -13,12 +13,11 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import BallspotError
-from core.jobs import cancel, log_tail, refresh, submit
+from core.jobs import DEFAULT_RETRAIN_CONFIG, CONFIGS, cancel, log_tail, refresh, retrain_dir, submit
 from core.store import Store
 from core.versions import activate, active_version, compare, diff, learning_curve, pending_activations, valid_map
 from core.workspace import Workspace
 
-CONFIGS = Path(__file__).resolve().parents[1] / "core" / "configs"
 
 
 def _jobs_frame(jobs: list[dict], public: Callable[[str], str] = str) -> pd.DataFrame:
@@ -47,14 +46,13 @@ def _active_cell(version: str, active: str | None, pending: dict[str, dict]) -> 
     return f"after job {pending[version]['id']}" if version in pending else ""
 
 
-def _curve_frame(job: dict | None) -> pd.DataFrame:
+def _curve_frame(job: dict | None, workspace: Workspace | None = None) -> pd.DataFrame:
     """Loss and validation mAP per epoch of a retrain job's run."""
     rows = []
-    if job and job["kind"] == "retrain":
-        run = (job["result"] or {}).get("run") or (
-            str(Path(job["log_path"]).parent / f"retrain-job-{job['id']}") if job["log_path"] else None)
-        log = Path(run) / "progress.jsonl" if run else None
-        if log is not None and log.is_file():
+    if job and job["kind"] == "retrain" and workspace is not None:
+        run = (job["result"] or {}).get("run") or retrain_dir(workspace, job["id"])
+        log = Path(run) / "progress.jsonl"
+        if log.is_file():
             for line in log.read_text().splitlines():
                 r = json.loads(line)
                 rows.append({"epoch": r["epoch"], "value": r["loss"], "series": "loss"})
@@ -67,7 +65,7 @@ def models_screen(store: Store, workspace: Workspace, public: Callable[[str], st
     """The Models tab's content; call inside a Blocks context."""
     # By name: where the configs lie on the server is not the browser's business.
     configs = {p.name: str(p) for p in sorted(CONFIGS.glob("*.yaml"))}
-    default_config = "cpu_small.yaml" if "cpu_small.yaml" in configs else None
+    default_config = DEFAULT_RETRAIN_CONFIG.name
 
     def choices():
         versions = [m["version"] for m in store.models()]
@@ -170,7 +168,7 @@ def models_screen(store: Store, workspace: Workspace, public: Callable[[str], st
             return (_jobs_frame(jobs, public), 0, "", _curve_frame(None), _models_frame(store), gr.skip(),
                     *pickers, versions)
         text = public(log_tail(job) + (f"\nerror: {job['error']}" if job["error"] else ""))
-        return (_jobs_frame(jobs, public), round(100 * job["progress"], 1), text, _curve_frame(job),
+        return (_jobs_frame(jobs, public), round(100 * job["progress"], 1), text, _curve_frame(job, workspace),
                 _models_frame(store),
                 pd.DataFrame(learning_curve(store), columns=["version", "labels", "valid_map", "parent", "created"]),
                 *pickers, versions)

@@ -271,22 +271,24 @@ def labels_document(url_local: str, url_youtube: str, rows: Iterable[dict]) -> d
     }
 
 
+def prediction_dict(frame: int, label: str, team: str, confidence: float) -> dict:
+    """One prediction exactly as SoccerNet's ``results_spotting.json`` has it."""
+    return {
+        "gameTime": game_time(frame),
+        "label": label,
+        "position": str(frame_to_ms(frame)),
+        "half": "1",
+        "confidence": float(confidence),
+        "team": team,
+    }
+
+
 def predictions_document(url_local: str, rows: Iterable[dict]) -> dict:
     """A ``results_spotting.json`` document from prediction rows, as SoccerNet's evaluation reads it."""
     rows = sorted(rows, key=lambda r: (r["frame"], r["id"]))
     return {
         "UrlLocal": url_local,
-        "predictions": [
-            {
-                "gameTime": game_time(r["frame"]),
-                "label": r["label"],
-                "position": str(frame_to_ms(r["frame"])),
-                "half": "1",
-                "confidence": float(r["confidence"]),
-                "team": r["team"],
-            }
-            for r in rows
-        ],
+        "predictions": [prediction_dict(r["frame"], r["label"], r["team"], r["confidence"]) for r in rows],
     }
 
 

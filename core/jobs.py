@@ -6,7 +6,7 @@ the registry every view polls. One job runs at a time (they share the GPU); the 
 in the queue. ``refresh`` (called by the app's timer and by ``launch.py jobs``) notices dead
 processes, marks their jobs failed, and starts the next queued job.
 
-A job's process runs ``launch.py job-run ID``: the same ``run_job`` a CLI command runs in the
+A job's process runs ``python -m core.jobs WORKSPACE ID``: the same ``run_job`` a CLI command runs in the
 foreground. Training registers a model only at its very end, and never as the active one; a
 new version becomes active only in the job's last write, one transaction that also carries the
 review decisions over (``versions.hand_over``). So a failed, killed or cancelled run, at any
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The training configs the app offers, and the one a retrain uses unless told otherwise.
+CONFIGS = ROOT / "core" / "configs"
+DEFAULT_RETRAIN_CONFIG = CONFIGS / "cpu_small.yaml"
 KINDS = ("retrain", "infer")
 
 
@@ -43,7 +46,7 @@ class Cancelled(BallspotError):
 
 @dataclass
 class RetrainParams:
-    config: str = str(ROOT / "core" / "configs" / "cpu_small.yaml")
+    config: str = str(DEFAULT_RETRAIN_CONFIG)
     epochs: int | None = None
     gpus: int = 1
     #: Games to train on (url_local); None: the config's splits.
@@ -115,12 +118,11 @@ def spawn(store: Store, workspace: Workspace, job_id: int) -> dict | None:
     is reserved first, atomically, so two callers never start it twice."""
     if store.transition_job(job_id, ["queued"], status="running", message="starting") is None:
         return None
-    log = workspace.runs_dir / f"job-{job_id}.log"
+    log = workspace.job_log(job_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--workspace", str(workspace.root),
-                                 "job-run", str(job_id)], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", "core.jobs", str(workspace.root), str(job_id)],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
     return store.transition_job(job_id, ["running", "cancelled"], pid=proc.pid, started=now(), log_path=str(log))
 
 
@@ -188,7 +190,7 @@ def _last_write(store: Store, report: Report, message: str) -> Iterator[None]:
 
 
 def run_job(store: Store, workspace: Workspace, job_id: int) -> dict:
-    """Run one job in this process (``launch.py job-run``): progress into the jobs table.
+    """Run one job in this process (``python -m core.jobs``): progress into the jobs table.
     Every status change is conditional on the job still running, so a cancel wins, up to the
     job's last write (``_last_write``); a job that got past it is done even if a cancel came."""
     store.transition_job(job_id, ["queued"], status="running", pid=os.getpid(), started=now())
@@ -247,6 +249,11 @@ def _train_progress(config: TrainConfig, report: Report) -> Callable[[dict], Non
     return progress
 
 
+def retrain_dir(workspace: Workspace, job_id: int | None) -> Path:
+    """Where a retrain keeps its run (checkpoints, progress.jsonl): named by its job, if any."""
+    return workspace.run_dir("retrain", f"job-{job_id}" if job_id else None)
+
+
 def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: Report,
             job_id: int | None = None) -> dict:
     """Fine-tune the active model on all labels (rejected predictions as hard negatives),
@@ -263,7 +270,7 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
         config.train_games = [g["url_local"] for g in chosen]
     previous = active_version(store)
     init = resolve_model(store, previous)[1] if previous else None
-    out = workspace.runs_dir / (f"retrain-job-{job_id}" if job_id else f"retrain-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = retrain_dir(workspace, job_id)
     report(0.0, f"training from {previous or 'scratch'} with {Path(params.config).name}")
     if params.gpus > 1:
         row = _torchrun(store, workspace, params, config, out, previous, report)
@@ -352,3 +359,26 @@ def reinfer(store: Store, workspace: Workspace, params: InferParams, report: Rep
                   else f"; not activated: {handed.active} became active meanwhile"))
     return {"version": version, "games": inferred, "carried": carried, "activated": handed.activated,
             "summary": summary}
+
+
+def run_and_hand_over(workspace: Workspace, job_id: int) -> dict:
+    """A job process's whole life: run the job, then start the next queued one (whether or not
+    a page is open to notice). ``python -m core.jobs`` and ``launch.py job-run`` both do this."""
+    with Store.open(workspace) as store:
+        job = run_job(store, workspace, job_id)
+        refresh(store, workspace)
+    return job
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.jobs WORKSPACE JOB_ID``: what ``spawn`` starts."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not args[1].isdigit():
+        print("usage: python -m core.jobs WORKSPACE JOB_ID", file=sys.stderr)
+        return 2
+    job = run_and_hand_over(Workspace.at(args[0]), int(args[1]))
+    return 0 if job["status"] in ("done", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

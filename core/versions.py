@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import BallspotError
-from core.labels import TARGET_SOURCES, frame_to_ms
+from core.formats import annotation_dict, prediction_dict
+from core.labels import TARGET_SOURCES
 from core.metrics import GameEvents, MapResult, average_map
 from core.store import Store
 from core.workspace import Workspace
@@ -281,9 +282,9 @@ def score_version(store: Store, version: str, games: list[int | str], metric: st
     entries = []
     for game in games:
         g = store.game(game)
-        labels = [{"position": str(frame_to_ms(r["frame"])), "label": r["label"], "team": r["team"],
-                   "visibility": r["visibility"]} for r in store.labels(g["id"]) if r["source"] in TARGET_SOURCES]
-        preds = [{"position": str(frame_to_ms(p["frame"])), "label": p["label"], "team": p["team"],
-                  "confidence": p["confidence"]} for p in store.predictions(g["id"], version)]
+        labels = [annotation_dict(r["frame"], r["label"], r["team"], r["visibility"])
+                  for r in store.labels(g["id"]) if r["source"] in TARGET_SOURCES]
+        preds = [prediction_dict(p["frame"], p["label"], p["team"], p["confidence"])
+                 for p in store.predictions(g["id"], version)]
         entries.append(GameEvents(g["url_local"], labels, preds))
     return average_map(entries, metric)

@@ -5,6 +5,7 @@ Every path the product writes is derived here, so the layout is stated once.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,15 @@ class Workspace:
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
+
+    def run_dir(self, kind: str, name: str | None = None) -> Path:
+        """A run's folder: ``runs/<kind>-<name>``, named by the time when no name is given
+        (training, retraining, exported predictions all land here)."""
+        return self.runs_dir / f"{kind}-{name or time.strftime('%Y%m%d-%H%M%S')}"
+
+    def job_log(self, job_id: int) -> Path:
+        """The live log of a background job."""
+        return self.runs_dir / f"job-{job_id}.log"
 
     @property
     def scores_dir(self) -> Path:
