@@ -66,11 +66,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.export import export
+    from core.export import export, unreviewed_note
 
     with _store(args) as store:
         written = export(store, args.out, games=args.game, predictions=args.predictions)
+        note = unreviewed_note(store, args.game) if args.predictions is None else ""
     print(f"Wrote {len(written)} file(s) to {args.out}")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

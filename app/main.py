@@ -17,7 +17,7 @@ from gradio.routes import App
 from gradio.utils import get_upload_folder
 
 from core.errors import BallspotError
-from core.export import export
+from core.export import export, unreviewed_note
 from core.ingest import import_source
 from core.overview import games_table
 from core.splits import SPLITS
@@ -76,6 +76,10 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
 
     exports: list[Path] = []
 
+    def pending_note(games: list[str] | None, predictions: str | None) -> str:
+        note = unreviewed_note(store, games or None) if predictions is None else ""
+        return f" Note: {note}." if note else ""
+
     def do_export(games: list[str], which: str, single: bool):
         """A zip in SoccerNet's layout; with one game and ``single``, its JSON file alone
         (Labels-ball.json or results_spotting.json). Gradio copies the file into its cache to
@@ -90,18 +94,18 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
                 written = export(store, folder, games=games, predictions=predictions)
             except BallspotError as exc:
                 raise gr.Error(public(str(exc))) from None
-            return str(folder / written[0]), f"Exported {written[0]}."
+            return str(folder / written[0]), f"Exported {written[0]}." + pending_note(games, predictions)
         out = folder / ("labels.zip" if predictions is None else f"predictions-{which}.zip")
         try:
             written = export(store, out, games=games or None, predictions=predictions)
         except BallspotError as exc:
             raise gr.Error(public(str(exc))) from None
-        return str(out), f"Exported {len(written)} game(s) to {out.name}."
+        return str(out), f"Exported {len(written)} game(s) to {out.name}." + pending_note(games, predictions)
 
     # Gradio keeps uploads and files it served in its cache: files older than an hour go, hourly.
-    with gr.Blocks(title="Ballspot Studio", delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title="Ballspot Studio", delete_cache=(3600, 3600), fill_width=True) as demo:
         shown = workspace.root if server_paths else workspace.root.name
-        gr.Markdown(f"## Ballspot Studio  <small>workspace `{shown}`</small>")
+        gr.Markdown(f"**Ballspot Studio** · workspace `{shown}`", elem_id="app-title")
         with gr.Tab("Review"):
             review_screen(store, workspace, users=users, public=public)
         with gr.Tab("Models"):

@@ -13,7 +13,7 @@ const canvas = $('timeline-canvas');
 const markersEl = $('markers');
 const lanesEl = $('lanes');
 const eventsEl = $('events');
-const LANE_H = 16, SCORE_H = 36, AXIS_H = 14;
+const LANE_H = 14, SCORE_H = 32, AXIS_H = 16;
 const KEYS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '-', '='];
 
 // A server function that fails answers {error}: open_game and filmstrip show it in place,
@@ -273,10 +273,20 @@ function drawTimeline() {
     g.fillStyle = '#888'; g.font = '10px sans-serif';
     g.fillText(S.version ? 'score lane: select an event or a class filter' : 'score lane: no model scores', 4, sy + 11);
   }
+  // the score lane's scale: 0, 0.5 and 1 at the right edge, a faint line at 0.5
+  g.fillStyle = 'rgba(127,127,127,0.35)'; g.fillRect(0, sy + SCORE_H / 2, w, 1);
+  g.fillStyle = '#888'; g.font = '9px sans-serif'; g.textAlign = 'right';
+  g.fillText('1', w - 3, sy + 9); g.fillText('.5', w - 3, sy + SCORE_H / 2 + 3); g.fillText('0', w - 3, sy + SCORE_H - 2);
+  g.textAlign = 'left';
   // axis
   const ay = sy + SCORE_H, span = (b - a) / S.fps;
   const stepS = [0.2, 1, 2, 5, 10, 30, 60, 120, 300, 600, 900].find((s) => span / s <= 12) || 1800;
   g.fillStyle = '#888'; g.font = '10px sans-serif';
+  if (b - a <= S.fps * 10) {  // close up: a tick per frame, so a frame can be placed by eye
+    g.fillStyle = 'rgba(127,127,127,0.6)';
+    for (let f = Math.ceil(a); f <= b; f++) g.fillRect(x(f), ay, 1, 2);
+    g.fillStyle = '#888';
+  }
   for (let s = Math.ceil(a / S.fps / stepS) * stepS; s * S.fps <= b; s += stepS) {
     const px = x(s * S.fps); g.fillRect(px, ay, 1, 4); g.fillText(clock(Math.round(s * S.fps)).replace(/\.00$/, ''), px + 2, ay + 12);
   }
@@ -339,7 +349,13 @@ lanesEl.addEventListener('wheel', (ev) => {
 }, { passive: false });
 function zoom(k, at) {
   const [a, b] = S.view; at = at ?? S.frame;
+  const seen = S.frame >= a && S.frame <= b;
   S.view = clampView(at - (at - a) * k, at + (b - at) * k);
+  const [c, d] = S.view;
+  if (seen && (S.frame < c || S.frame > d)) {  // zooming never loses the playhead it showed
+    const half = (d - c) / 2;
+    S.view = clampView(S.frame - half, S.frame + half);
+  }
 }
 element.querySelectorAll('[data-zoom]').forEach((btn) => btn.addEventListener('click', () => {
   const z = btn.dataset.zoom;
@@ -535,6 +551,7 @@ document.addEventListener('keydown', (ev) => {
   else if (k === 'z') { zoom(0.5); drawTimeline(); }
   else if (k === 'x') { zoom(2); drawTimeline(); }
   else if (k === '?') $('help').hidden = !$('help').hidden;
+  else if (k === 'Escape' && !$('help').hidden) $('help').hidden = true;
   else if (k === 'Escape') select(null);
   else done = false;
   if (done) ev.preventDefault();

@@ -76,3 +76,18 @@ def export(store: Store, out: str | Path, *, games: list[str] | None = None,
             data = text.encode("utf-8")
             _atomic_write(workspace.guard(out / rel, writing=True), lambda f: f.write(data))
     return list(docs)
+
+
+def unreviewed_note(store: Store, games: list[str] | None = None) -> str:
+    """What an export of labels leaves out: the active version's pending predictions of those
+    games (not labels until someone accepts them). Empty when there are none."""
+    from core.versions import active_version, review_progress
+
+    version = active_version(store)
+    chosen = {store.game(g)["id"] for g in games} if games else None
+    pending = sum(total - done for gid, (done, total) in review_progress(store, version).items()
+                  if chosen is None or gid in chosen)
+    if not pending:
+        return ""
+    return (f"{pending} prediction(s) of {version} not reviewed yet are not in these labels "
+            "(accept or reject them, or export the predictions)")

@@ -96,8 +96,21 @@ def submit(store: Store, kind: str, params: dict) -> dict:
     return store.create_job(kind, params)
 
 
+#: Job processes this process started and has not yet waited for (see ``_reap``).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def _reap() -> None:
+    """Collect the exit status of finished job processes this process started, so none stays
+    a zombie (``<defunct>``) under the app once its job is over."""
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
+
+
 def refresh(store: Store, workspace: Workspace, *, start: bool = True) -> list[dict]:
     """Mark running jobs whose process is gone, start the next queued one; returns the jobs."""
+    _reap()
     running = False
     for job in store.jobs(limit=200):
         if job["status"] == "running":
@@ -123,6 +136,7 @@ def spawn(store: Store, workspace: Workspace, job_id: int) -> dict | None:
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "core.jobs", str(workspace.root), str(job_id)],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
     return store.transition_job(job_id, ["running", "cancelled"], pid=proc.pid, started=now(), log_path=str(log))
 
 
@@ -249,6 +263,18 @@ def _train_progress(config: TrainConfig, report: Report) -> Callable[[dict], Non
     return progress
 
 
+def _map(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def map_change(new: float | None, old: float | None, previous: str | None) -> str:
+    """``valid mAP@1 0.532 (was 0.501 with v1)``, as a person reads it: three decimals, n/a for
+    a score that was not measured, and no comparison on a first model."""
+    if previous is None:
+        return f"valid mAP@1 {_map(new)} (the first model)"
+    return f"valid mAP@1 {_map(new)} (was {_map(old)} with {previous})"
+
+
 def retrain_dir(workspace: Workspace, job_id: int | None) -> Path:
     """Where a retrain keeps its run (checkpoints, progress.jsonl): named by its job, if any."""
     return workspace.run_dir("retrain", f"job-{job_id}" if job_id else None)
@@ -295,8 +321,7 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
         note = ""
     state = ("now active" if activated else "not activated: confirm it in Models" if not wanted
              else f"not activated: {active_version(store)} became active meanwhile")
-    summary = (f"{version}: valid mAP@1 {comparison['map_new']} (was {comparison['map_old']} with {previous}); "
-               f"{state}{note}")
+    summary = f"{version}: {map_change(comparison['map_new'], comparison['map_old'], previous)}; {state}{note}"
     _report_done(report, summary)
     return {**result, "activated": activated, "summary": summary}
 

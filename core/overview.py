@@ -7,6 +7,7 @@ import pandas as pd
 
 from core.labels import CLASSES
 from core.store import Store
+from core.versions import review_progress
 
 #: Short column names for the 12 classes, so the table fits a terminal.
 CLASS_ABBREV: dict[str, str] = {
@@ -31,12 +32,12 @@ def video_status(game: dict) -> str:
 
 
 def games_table(store: Store) -> pd.DataFrame:
-    """Games with split, video status, labels per class, predictions and review progress."""
+    """Games with split, video status, labels per class, and the active version's predictions
+    and review progress."""
     games = store.games()
     counts = pd.DataFrame(store.label_counts(), columns=["game_id", "label", "n"])
     per_class = counts.pivot_table(index="game_id", columns="label", values="n", aggfunc="sum", fill_value=0)
-    preds = pd.DataFrame(store.prediction_counts(), columns=["game_id", "status", "n"])
-    per_status = preds.pivot_table(index="game_id", columns="status", values="n", aggfunc="sum", fill_value=0)
+    progress = review_progress(store)  # the active version's, as the picker shows
     rows = []
     for g in games:
         row = {"game": g["url_local"], "split": g["split"] or "", "video": video_status(g)}
@@ -46,11 +47,9 @@ def games_table(store: Store) -> pd.DataFrame:
             row[CLASS_ABBREV[name]] = n
             total += n
         row["labels"] = total
-        status = {s: int(per_status.at[g["id"], s]) if g["id"] in per_status.index and s in per_status.columns else 0
-                  for s in ("pending", "accepted", "rejected")}
-        n_pred = sum(status.values())
+        done, n_pred = progress.get(g["id"], (0, 0))
         row["predictions"] = n_pred
-        row["reviewed"] = f"{status['accepted'] + status['rejected']}/{n_pred}" if n_pred else "-"
+        row["reviewed"] = f"{done}/{n_pred}" if n_pred else "-"
         rows.append(row)
     columns = ["game", "split", "video", *CLASS_ABBREV.values(), "labels", "predictions", "reviewed"]
     return pd.DataFrame(rows, columns=columns)

@@ -21,7 +21,7 @@ from core.errors import BallspotError, ConflictError
 from core.infer import load_curves
 from core.labels import CLASS_INDEX, CLASSES, FPS, TEAMS_ROLE, TEAMS_SIDE, clock
 from core.store import Store
-from core.versions import active_version
+from core.versions import active_version, review_progress
 from core.video import read_frames
 from core.workspace import Workspace
 
@@ -45,21 +45,17 @@ def prediction_event(row: dict) -> dict:
             "author": row["reviewer"], "model": row["model_version"]}
 
 
-def review_progress(store: Store, game: int | str, version: str | None) -> tuple[int, int]:
-    """(reviewed, total) predictions of ``version`` in a game."""
-    preds = store.predictions(game, version) if version else []
-    return sum(p["status"] != "pending" for p in preds), len(preds)
 
 
 def game_choices(store: Store) -> list[tuple[str, int]]:
     """Picker entries: name, split, labels and review progress of each game."""
-    version = active_version(store)
+    progress = review_progress(store)
     counts: dict[int, int] = {}
     for r in store.label_counts():
         counts[r["game_id"]] = counts.get(r["game_id"], 0) + r["n"]
     out = []
     for g in store.games():
-        done, total = review_progress(store, g["id"], version)
+        done, total = progress.get(g["id"], (0, 0))
         review = f", {done}/{total} reviewed" if total else ""
         video = "" if g["video_path"] else ", no video"
         out.append((f"{g['url_local']} ({g['split'] or 'no split'}, {counts.get(g['id'], 0)} labels{review}{video})",

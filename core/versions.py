@@ -28,6 +28,21 @@ def active_version(store: Store) -> str | None:
     return models[-1] if models else None
 
 
+def review_progress(store: Store, version: str | None = None) -> dict[int, tuple[int, int]]:
+    """(reviewed, total) predictions per game id, of the active version (or ``version``): the one
+    definition of review progress, for the picker, the Games tab and ``launch.py games``."""
+    version = version or active_version(store)
+    if version is None:
+        return {}
+    out: dict[int, list[int]] = {}
+    for r in store.prediction_counts(version):
+        done_total = out.setdefault(r["game_id"], [0, 0])
+        done_total[1] += r["n"]
+        if r["status"] != "pending":
+            done_total[0] += r["n"]
+    return {gid: (done, total) for gid, (done, total) in out.items()}
+
+
 def set_active(store: Store, version: str) -> None:
     """Write the setting. Low level: switching the reviewed version goes through ``activate``
     (which carries the review decisions over and re-infers first where needed)."""

@@ -264,3 +264,29 @@ def test_retrain_from_the_ui_shows_progress_and_the_new_version(browser, demo_ap
         raise
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("size", [(1440, 900), (1920, 1080)])
+def test_the_whole_review_screen_fits_a_laptop_screen_and_help_is_an_overlay(browser, app, size):
+    """Player, event list, the whole timeline (12 lanes, score lane, axis) and the status line
+    are on screen without scrolling; ? opens the keyboard help over the screen, Esc closes it."""
+    width, height = size
+    context = browser.new_context(viewport={"width": width, "height": height})
+    pg = context.new_page()
+    try:
+        pg.goto(app)
+        wait_ready(pg)
+        boxes = pg.evaluate("""() => Object.fromEntries(['#player', '#events', '#timeline', '#lanes', '#edit-status',
+            '#help-button'].map((s) => { const r = document.querySelector(s).getBoundingClientRect();
+            return [s, [r.top, r.bottom, r.height]]; }))""")
+        for name, (top, bottom, tall) in boxes.items():
+            assert tall > 0 and 0 <= top and bottom <= height, (name, top, bottom, size)
+        assert boxes["#lanes"][2] >= 12 * 14 + 30, boxes["#lanes"]  # every lane, the score lane and the axis
+        assert pg.evaluate("window.scrollY") == 0
+        pg.keyboard.press("?")
+        help_box = pg.locator("#help").bounding_box()
+        assert pg.is_visible("#help") and help_box["y"] >= 0 and help_box["y"] + help_box["height"] <= height
+        pg.keyboard.press("Escape")
+        assert not pg.is_visible("#help")
+    finally:
+        context.close()

@@ -118,3 +118,17 @@ def test_help_lists_every_command_of_the_docstring_and_nothing_internal():
     listed = set(re.findall(r"^    (\w[\w-]*) ", text, flags=re.M))
     assert documented == listed, (documented ^ listed)
     assert "SUPPRESS" not in text and "job-run" not in text
+
+
+def test_exporting_labels_says_how_many_predictions_are_not_reviewed(tmp_path):
+    make_game(tmp_path / "src", "l/s/g", [annotation(3)])
+    ws = Workspace.at(tmp_path / "W")
+    assert run("import", str(tmp_path / "src"), "--workspace", str(ws.root), "--split", "test").returncode == 0
+    with Store.open(ws) as store:
+        store.register_model("v1")
+        store.add_predictions("v1", "l/s/g", [(10, "PASS", "home", 0.9), (20, "SHOT", "away", 0.4)])
+        store.accept(store.predictions("l/s/g", "v1")[0]["id"])
+    done = run("export", str(tmp_path / "out"), "--workspace", str(ws.root))
+    assert done.returncode == 0 and "1 prediction(s) of v1 not reviewed yet" in done.stderr
+    done = run("export", str(tmp_path / "p"), "--workspace", str(ws.root), "--predictions", "v1")
+    assert done.returncode == 0 and "not reviewed" not in done.stderr

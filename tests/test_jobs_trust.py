@@ -18,6 +18,8 @@ import sqlite3
 import time
 from contextlib import closing
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -345,3 +347,31 @@ def test_a_version_left_half_inferred_by_a_cancel_gets_every_decision_when_activ
             signal.signal(signal.SIGTERM, handler)
         assert active_version(store) == v2
         assert decided(store, v2, games) == decided(store, v1, games) and len(decided(store, v2, games)) == 20
+
+
+def test_a_finished_job_process_is_not_left_a_zombie(tmp_path):
+    """The app starts job processes; once one has ended, the next refresh collects it."""
+    from core.jobs import refresh, submit
+
+    ws = Workspace.at(tmp_path / "W").ensure()
+    with Store.open(ws) as store:
+        job = submit(store, "infer", {"version": "no-such-version"})
+        refresh(store, ws)
+        done = wait_for_job(store, job["id"], lambda j: j["status"] != "running" and j["pid"], timeout=120)
+        assert done["status"] == "failed" and "no-such-version" in done["error"]
+        pid = done["pid"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            refresh(store, ws)
+            if not Path(f"/proc/{pid}/stat").exists():
+                break
+            time.sleep(0.2)
+        assert not Path(f"/proc/{pid}/stat").exists(), "the finished job's process is still a zombie"
+
+
+def test_the_retrain_summary_reads_as_a_person_would_write_it():
+    from core.jobs import map_change
+
+    assert map_change(0.501501860712387, 0.5620580808, "v1") == "valid mAP@1 0.502 (was 0.562 with v1)"
+    assert map_change(0.5, None, None) == "valid mAP@1 0.500 (the first model)"
+    assert map_change(None, 0.25, "v3") == "valid mAP@1 n/a (was 0.250 with v3)"

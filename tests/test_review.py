@@ -213,3 +213,30 @@ def test_a_stale_tab_cannot_overwrite_a_move_of_the_label_an_accept_made(store, 
     # Without the label's revision the correction is refused too (an old client, a raw API call).
     blind = _edit(store, game, {"op": "move", "id": f"p{p['id']}", "frame": 58, "revision": seen_p["revision"]})
     assert not blind.ok and store.dump() == before
+
+
+def test_deleting_the_label_an_accept_made_returns_the_prediction_to_pending(store, game):
+    p = _pred(store, game, 20)
+    assert _edit(store, game, {"op": "accept", "id": f"p{p['id']}", "revision": p["revision"]}).ok
+    made = store.label_made_by(p["id"])
+    result = _edit(store, game, {"op": "delete", "id": f"l{made['id']}", "revision": made["revision"]})
+    assert result.ok, result.message
+    assert store.prediction(p["id"])["status"] == "pending" and store.label_made_by(p["id"]) is None
+    assert f"p{p['id']}" in {e["id"] for e in result.delta["upsert"]}  # the screen shows it pending at once
+    assert _edit(store, game, {"op": "undo"}).ok  # one step brings back both
+    assert store.prediction(p["id"])["status"] == "accepted" and store.label_made_by(p["id"]) is not None
+
+
+def test_review_progress_is_the_active_versions_everywhere(store, game):
+    from core.overview import games_table
+    from core.versions import set_active
+
+    p = _pred(store, game, 20)
+    store.accept(p["id"])  # one decision on v1
+    store.register_model("v2")
+    store.add_predictions("v2", game, [(21, "PASS", "home", 0.8), (30, "SHOT", "away", 0.5), (70, "OUT", "home", 0.3)])
+    for version, shown in (("v2", "0/3"), ("v1", "1/2")):
+        set_active(store, version)
+        assert f"{shown} reviewed" in game_choices(store)[0][0]
+        row = games_table(store).iloc[0]
+        assert row["reviewed"] == shown and row["predictions"] == int(shown.split("/")[1])

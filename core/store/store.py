@@ -202,7 +202,19 @@ class Store(History, Jobs):
         current = self.label(label_id)
         summary = f"delete {current['label']} {current['team']} at {clock(current['frame'])}"
         with self._operation("delete", current["game_id"], author, summary):
-            return decode_row("labels", self._delete("labels", label_id, base_revision))
+            deleted = self._delete("labels", label_id, base_revision)
+            self._unaccept(deleted["prediction_id"])
+            return decode_row("labels", deleted)
+
+    def _unaccept(self, prediction_id: int | None) -> None:
+        """Deleting the label an accept made undoes the accept: the prediction is pending again
+        (in the queue, neither a positive nor a hard negative), in the same operation."""
+        if prediction_id is None:
+            return
+        p = self._one("SELECT * FROM predictions WHERE id = ?", (prediction_id,))
+        still = self._one("SELECT 1 FROM labels WHERE prediction_id = ?", (prediction_id,))
+        if p is not None and p["status"] == "accepted" and still is None:
+            self._update("predictions", prediction_id, {"status": "pending", "reviewer": None, "reviewed": None}, None)
 
     # ----------------------------------------------------------------- models
 
@@ -495,6 +507,9 @@ class Store(History, Jobs):
         """Labels per game and class."""
         return self._query("SELECT game_id, label, COUNT(*) AS n FROM labels GROUP BY game_id, label")
 
-    def prediction_counts(self) -> list[dict]:
-        """Predictions per game and review status."""
-        return self._query("SELECT game_id, status, COUNT(*) AS n FROM predictions GROUP BY game_id, status")
+    def prediction_counts(self, model_version: str | None = None) -> list[dict]:
+        """Predictions per game and review status, of one model version (or of all)."""
+        if model_version is None:
+            return self._query("SELECT game_id, status, COUNT(*) AS n FROM predictions GROUP BY game_id, status")
+        return self._query("SELECT game_id, status, COUNT(*) AS n FROM predictions WHERE model_version = ? "
+                           "GROUP BY game_id, status", (model_version,))
