@@ -154,7 +154,7 @@ function row(e, i) {
   const tm = document.createElement('button'); tm.type = 'button'; tm.textContent = e.team; tm.title = 'flip team (t)';
   tm.addEventListener('click', (ev) => { ev.stopPropagation(); send({ op: 'team', id: e.id, revision: e.revision }); });
   const src = document.createElement('span');
-  src.textContent = e.kind === 'prediction' ? `${e.model} ${e.status}` : e.source;
+  src.textContent = e.model ? `${e.model} ${e.status}` : e.source;  // a prediction, or the label an accept made
   const conf = document.createElement('span'); conf.textContent = e.confidence === null ? '' : e.confidence.toFixed(2);
   const act = document.createElement('span');
   const mk = (text, title, payload) => {
@@ -312,7 +312,7 @@ function drawMarkers() {
     m.style.left = `${px}px`; m.style.top = `${lane * LANE_H + (side === 'above' ? 1 : 8)}px`;
     m.style.setProperty('--c', S.colours[lane]);
     Object.assign(m.dataset, { id: e.id, frame: e.frame, label: e.label, status: e.status });
-    m.title = `${e.label} ${e.team} ${clock(e.frame)} (frame ${e.frame}) ${e.kind === 'prediction' ? e.confidence.toFixed(2) + ' ' + e.status : e.source}`;
+    m.title = `${e.label} ${e.team} ${clock(e.frame)} (frame ${e.frame}) ${e.model ? e.confidence.toFixed(2) + ' ' + e.model + ' ' + e.status : e.source}`;
     frag.append(m); shown++;
   }
   markersEl.replaceChildren(frag);
@@ -541,6 +541,7 @@ document.addEventListener('keydown', (ev) => {
   else if (k === 'p') jump(-1);
   else if (KEYS.includes(k) && !ev.shiftKey) { video.pause(); send({ op: 'add', frame: S.frame, label: S.classes[KEYS.indexOf(k)], team: S.team }); }
   else if (k === 'a') sel && sel.kind === 'prediction' ? edit({ op: 'accept' }) : status('a accepts a selected prediction', 'error');
+  else if (k === 'r' && sel && sel.kind === 'label' && sel.model) send({ op: 'reject', id: `p${sel.prediction}`, revision: sel.prediction_revision });
   else if (k === 'r') sel && sel.kind === 'prediction' ? edit({ op: 'reject' }) : status('r rejects a selected prediction', 'error');
   else if (k === 'Delete' || k === 'Backspace') sel && sel.kind === 'label' ? edit({ op: 'delete' }) : status('Delete removes a selected label (reject predictions with r)', 'error');
   else if (k === '[') edit({ op: 'move', by: -1 });

@@ -32,10 +32,29 @@ CLASS_COLOURS = ["#4e79a7", "#59a14f", "#edc948", "#f28e2b", "#bab0ac", "#b07aa1
 FILMSTRIP_RADIUS = 4
 
 
-def label_event(row: dict) -> dict:
-    return {"id": f"l{row['id']}", "kind": "label", "frame": row["frame"], "label": row["label"],
-            "team": row["team"], "source": row["source"], "status": "labelled", "confidence": None,
-            "revision": row["revision"], "author": row["author"], "prediction": row["prediction_id"]}
+def label_event(row: dict, made_from: dict | None = None) -> dict:
+    """A label as the screen shows it. A label an accept made (``made_from``: its prediction)
+    is the one row and marker of that event: its current class and team, and that the model
+    proposed it (version, confidence, accepted), so the prediction itself is not listed again."""
+    event = {"id": f"l{row['id']}", "kind": "label", "frame": row["frame"], "label": row["label"],
+             "team": row["team"], "source": row["source"], "status": "labelled", "confidence": None,
+             "revision": row["revision"], "author": row["author"], "prediction": row["prediction_id"]}
+    if made_from is not None:
+        event.update(status="accepted", model=made_from["model_version"],
+                     confidence=round(float(made_from["confidence"]), 4),
+                     prediction_revision=made_from["revision"])
+    return event
+
+
+def _made_from(store: Store, label: dict) -> dict | None:
+    """The prediction whose accept made this label, if it is still accepted."""
+    if label["prediction_id"] is None:
+        return None
+    try:
+        p = store.prediction(label["prediction_id"])
+    except BallspotError:
+        return None
+    return p if p["status"] == "accepted" else None
 
 
 def prediction_event(row: dict) -> dict:
@@ -68,9 +87,19 @@ def open_game(store: Store, game: int | str, version: str | None = None) -> dict
     cursor = store.change_cursor()  # first: an edit committed while reading comes as a delta
     g = store.game(game)
     version = version or active_version(store)
-    events = [label_event(r) for r in store.labels(g["id"])]
-    if version:
-        events += [prediction_event(r) for r in store.predictions(g["id"], version)]
+    predictions = store.predictions(g["id"], version) if version else []
+    by_id = {p["id"]: p for p in predictions}
+    labels = store.labels(g["id"])
+    made = {lab["prediction_id"] for lab in labels if lab["prediction_id"] is not None}
+
+    def accepted(label: dict) -> dict | None:
+        p = by_id.get(label["prediction_id"])
+        if p is None:
+            return _made_from(store, label)  # no prediction, or another version's
+        return p if p["status"] == "accepted" else None
+    events = [label_event(r, accepted(r)) for r in labels]
+    # An accepted prediction is shown as the label it made (one row, one marker per event).
+    events += [prediction_event(p) for p in predictions if not (p["status"] == "accepted" and p["id"] in made)]
     events.sort(key=lambda e: (e["frame"], e["id"]))
     frames = int(g["frame_count"] or 0) or (max((e["frame"] for e in events), default=0) + FPS)
     return {
@@ -93,7 +122,9 @@ def delta(store: Store, game: int | str, cursor: int, version: str | None) -> di
         if row is None:
             removed.append(key)
         elif table == "labels":
-            upsert.append(label_event(row))
+            upsert.append(label_event(row, _made_from(store, row)))
+        elif row["status"] == "accepted" and store.label_made_by(row_id) is not None:
+            removed.append(key)  # shown as the label it made
         elif row["model_version"] == version:
             upsert.append(prediction_event(row))
     return {"upsert": upsert, "removed": removed, "cursor": new_cursor}
@@ -220,7 +251,7 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
                     message = f"{row['label']} at {clock(row['frame'])} is already accepted"
                 else:
                     store.accept(row_id, reviewer=author, base_revision=revision, **changes)
-                    linked = store.label_made_by(row_id) if changes else None
+                    linked = store.label_made_by(row_id)  # the event is now that label
                     select = f"l{linked['id']}" if linked else f"p{row_id}"
                     what = ", ".join(f"{k} {v}" for k, v in changes.items())
                     message = f"accepted {row['label']} at {clock(row['frame'])}" + (f" as {what}" if what else "")

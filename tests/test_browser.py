@@ -163,7 +163,9 @@ def test_keyboard_edits_land_in_the_store_and_survive_a_reload(page, workspace):
 
     page.reload()
     wait_ready(page)
-    assert page.locator(f"#timeline .bs-marker[data-id='{pid}']").get_attribute("data-status") == "accepted"
+    made = store.label_made_by(int(pid[1:]))  # an accepted prediction is shown as the label it made
+    assert page.locator(f"#timeline .bs-marker[data-id='{pid}']").count() == 0
+    assert page.locator(f"#timeline .bs-marker[data-id='l{made['id']}']").get_attribute("data-status") == "accepted"
     assert page.locator(f"#timeline .bs-marker[data-id='{oid}']").get_attribute("data-status") == "rejected"
     # Undo after the reload still works: it comes from the store's history.
     with saved(page):

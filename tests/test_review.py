@@ -240,3 +240,28 @@ def test_review_progress_is_the_active_versions_everywhere(store, game):
         assert f"{shown} reviewed" in game_choices(store)[0][0]
         row = games_table(store).iloc[0]
         assert row["reviewed"] == shown and row["predictions"] == int(shown.split("/")[1])
+
+
+def test_an_accepted_prediction_is_one_event_its_label(store, game):
+    """One row and one marker per event: after an accept the screen lists the label it made,
+    with its current class and the model it came from, and no longer the prediction."""
+    p = _pred(store, game, 60)
+    cursor = store.change_cursor()
+    result = _edit(store, game, {"op": "accept", "id": f"p{p['id']}", "revision": p["revision"]})
+    made = store.label_made_by(p["id"])
+    assert result.select == f"l{made['id']}"
+    assert f"p{p['id']}" in result.delta["removed"]
+    relabel = _edit(store, game, {"op": "relabel", "id": f"l{made['id']}", "label": "GOAL",
+                                  "revision": made["revision"]})
+    assert relabel.ok
+    data = open_game(store, game, "v1")
+    ids = [e["id"] for e in data["events"]]
+    assert f"p{p['id']}" not in ids and ids.count(f"l{made['id']}") == 1
+    event = next(e for e in data["events"] if e["id"] == f"l{made['id']}")
+    assert (event["label"], event["status"], event["model"], event["confidence"]) == ("GOAL", "accepted", "v1", 0.4)
+    assert [e for e in delta(store, game, cursor, "v1")["upsert"] if e["id"] == f"l{made['id']}"][0]["model"] == "v1"
+    # Deleting it brings the prediction back, pending, as its own event again.
+    current = store.label(made["id"])
+    gone = _edit(store, game, {"op": "delete", "id": f"l{made['id']}", "revision": current["revision"]})
+    assert gone.ok and f"p{p['id']}" in {e["id"] for e in gone.delta["upsert"]}
+    assert f"p{p['id']}" in [e["id"] for e in open_game(store, game, "v1")["events"]]
