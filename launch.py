@@ -155,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.runner import resolve_model
-    from core.train import TrainConfig, train
+    from core.training import TrainConfig, train
 
     ws = Workspace.at(args.workspace)
     config = TrainConfig.load(args.config, epochs=args.epochs)

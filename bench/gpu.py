@@ -72,7 +72,8 @@ def train_part(video: Path, device: torch.device, max_batch: int) -> None:
     from timm.utils import ModelEmaV3
 
     from core.model import normalise
-    from core.train import TrainConfig, focal_loss
+    from core.training import TrainConfig
+    from core.training.loss import focal_loss
     from core.video import FrameReader
 
     config = TrainConfig.load(ROOT / "core" / "configs" / "ball_action.yaml")

@@ -27,7 +27,7 @@ import torch
 from core.infer import InferConfig, frame_scores, frame_scores_uncached
 from core.model import BallActionModel, ModelConfig
 from core.synth import RenderOptions, SynthConfig, generate_game
-from core.train import TrainConfig
+from core.training import TrainConfig
 from core.video import FrameReader
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from core.ingest import import_source
 from core.labels import CLASSES
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
-from core.train import TrainConfig, train
+from core.training import TrainConfig, train
 from core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,7 +31,7 @@ from core.store import Store, now
 from core.workspace import Workspace
 
 if TYPE_CHECKING:
-    from core.train import TrainConfig
+    from core.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The training configs the app offers, and the one a retrain uses unless told otherwise.
@@ -286,7 +286,7 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
     register the new version (inactive), and, when it is not worse, infer with it and make it
     active at the end, with the review decisions carried over, in one transaction."""
     from core.runner import resolve_model
-    from core.train import TrainConfig, train
+    from core.training import TrainConfig, train
     from core.versions import active_version, compare, hand_over, not_worse, unscored_games
 
     config = TrainConfig.load(params.config, epochs=params.epochs)

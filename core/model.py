@@ -14,7 +14,7 @@ position and confidence; a 1D convolution over the track of the frames around th
 finds the kicks, i.e. the changes of the ball's velocity, and gives class logits of its own,
 added to the head's. On a CPU budget the 3D part does not learn those from a one-pixel ball
 (see ``bench/learn.py``). The track is a few numbers per frame, so its branch is trained on
-every frame of the training games first (``core.train.train_track``): thousands of labelled
+every frame of the training games first (``core.training.track.train_track``): thousands of labelled
 frames a step where a clip gives one.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from core.errors import BallspotError
 from core.labels import NUM_CLASSES
 
 CONFIG_FILE = "config.json"
-#: Prefix of the ball detector's weights in an encoder weights file (see ``core.pretrain``).
+#: Prefix of the ball detector's weights in an encoder weights file (see ``core.training.pretrain``).
 BALL_PREFIX = "ball."
 WEIGHTS_FILE = "model.safetensors"
 
@@ -195,7 +195,7 @@ class TrackNet(nn.Module):
     """1D convolutions over the ball's track -> (B, TRACK_CHANNELS, L - frames + 1): the
     features of every window of ``frames`` points of a track of ``L`` points. The convolutions
     are unpadded and see exactly one window, so a clip's track (L = frames, one output) and a
-    whole game's track (``core.train.train_track``: every frame a labelled sample, thousands
+    whole game's track (``core.training.track.train_track``: every frame a labelled sample, thousands
     per step) give the same features for the same window."""
 
     def __init__(self, frames: int, channels: int = TRACK_CHANNELS):
@@ -250,7 +250,7 @@ class BallActionModel(nn.Module):
             self.track_net = TrackNet(c.track_frames)
             width += TRACK_CHANNELS
             # The track's own class logits, added to the head's: trained on every frame of the
-            # training games first (core.train.train_track), the head then learns what the
+            # training games first (core.training.track.train_track), the head then learns what the
             # frames add to them.
             self.track_head = nn.Linear(TRACK_CHANNELS, c.num_classes)
         self.head = nn.Linear(width, c.num_classes)

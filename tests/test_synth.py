@@ -193,7 +193,7 @@ def test_bad_render_options_are_named(options, why):
 def test_training_does_not_import_the_renderer():
     """Pretraining reads sidecars (``core.synth.sidecar``); that must not load the world
     simulation or the drawing code, which only rendering a game needs."""
-    code = "import core.train, sys; print(sorted(m for m in sys.modules if m.startswith('core.synth')))"
+    code = "import core.training, sys; print(sorted(m for m in sys.modules if m.startswith('core.synth')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     loaded = set(ast.literal_eval(done.stdout.strip().splitlines()[-1]))

@@ -18,7 +18,8 @@ from core.ingest import import_source
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
 from core.labels import CLASSES
-from core.train import TrainConfig, load_games, sample_epoch, targets, train
+from core.training import TrainConfig, load_games, train
+from core.training.clips import sample_epoch, targets
 from core.workspace import Workspace
 
 TINY = ROOT / "core" / "configs" / "tiny.yaml"
@@ -129,7 +130,7 @@ def test_pretraining_learns_where_the_ball_is_and_feeds_the_encoder(ws, tmp_path
     from safetensors.torch import load_file
 
     from core.model import BallActionModel
-    from core.pretrain import PretrainConfig, pretrain
+    from core.training import PretrainConfig, pretrain
 
     config = TrainConfig.load(TINY)
     records = []
@@ -153,7 +154,7 @@ def test_pretraining_touch_target_marks_the_kicks_of_labelled_events(ws):
     """The sidecar's touch signal (velocity jumps) is on the events that are touches (not OUT
     or GOAL, where nobody touches the ball) and rare elsewhere, so it teaches the encoder what
     a ball action looks like rather than 'the ball moves'."""
-    from core.pretrain import TOUCH_MS
+    from core.training.pretrain import TOUCH_MS
     from core.synth.sidecar import SIDECAR, load_sidecar
 
     config = TrainConfig.load(TINY)
@@ -190,7 +191,7 @@ def test_pretraining_targets_follow_the_ball_through_the_stack_and_its_mirror_im
     """One possible stack (frames 0, s, 2s): the ball rolls slowly, is kicked at frame s and
     flies on. The targets are the motion of each half of the stack in cells (u mirrored with
     the picture), the touch inside the stack, and the ball's cell (mirrored too)."""
-    from core.pretrain import _batch
+    from core.training.pretrain import _batch
     from core.synth.sidecar import Sidecar
 
     mc = TrainConfig.load(TINY).model
@@ -234,7 +235,7 @@ def test_pretraining_targets_follow_the_ball_through_the_stack_and_its_mirror_im
 
 
 def test_pretraining_without_sidecars_is_skipped_with_a_message(tmp_path):
-    from core.pretrain import NoSidecarError, PretrainConfig, pretrain
+    from core.training import NoSidecarError, PretrainConfig, pretrain
 
     from conftest import annotation, make_game
     workspace = Workspace.at(tmp_path / "ws").ensure()
@@ -247,11 +248,12 @@ def test_pretraining_without_sidecars_is_skipped_with_a_message(tmp_path):
     assert not (tmp_path / "e.safetensors").exists()
 
 
-def test_without_a_trained_ball_detector_training_goes_on_without_the_track_and_says_so(tmp_path):
+def test_without_a_trained_ball_detector_a_track_config_fails_with_the_remedy(tmp_path):
     """Real games have no sidecar to pretrain the ball detector on; a model whose heads read
-    the ball's track would then learn from noise. The run trains without it and says why."""
+    the ball's track would then learn from noise. The run fails before training and says what
+    to do, rather than silently training another architecture."""
     from conftest import annotation, make_game
-    from core.model import load
+    from core.errors import BallspotError
 
     workspace = Workspace.at(tmp_path / "ws").ensure()
     make_game(tmp_path / "src", "league/game", [annotation(10), annotation(40)], video_frames=60)
@@ -260,17 +262,19 @@ def test_without_a_trained_ball_detector_training_goes_on_without_the_track_and_
     records = []
     with Store.open(workspace) as store:
         import_source(store, tmp_path / "src", workspace=workspace, split="train")
-        row = train(config, store, workspace, out=tmp_path / "run", progress=records.append)
-    said = [r["skipped"] for r in records if r.get("phase") == "track" and "skipped" in r]
-    assert len(said) == 1 and "no trained ball detector" in said[0]
-    assert load(row["path"]).config.track_frames == 0
+        with pytest.raises(BallspotError, match="no trained ball detector") as failed:
+            train(config, store, workspace, out=tmp_path / "run", progress=records.append)
+        assert not store.models()
+    assert "pretrain steps" in str(failed.value) and "without model.track_frames" in str(failed.value)
+    assert [r for r in records if r.get("phase") == "pretrain" and "skipped" in r], "pretraining found no sidecar"
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path):
     """The loop learns: pretraining + tiny.yaml on a 1-minute game, scored (mAP@1) on that
     same game against the untrained model. Held-out learnability is bench/learn.py's job."""
     from core.model import BallActionModel
-    from core.train import validate
+    from core.training import validate
 
     generate_game(tmp_path / "g",
                   SynthConfig(minutes=1, seed=7, render=RenderOptions(320, 180, ball_scale=3), exact=False))
@@ -288,7 +292,7 @@ def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path
 def test_augmentation_moves_the_ball_track_with_the_picture():
     """Flip, zoom, rotation and the camera pan move the track points where the pictures move the
     ball: a bright dot drawn at a track point is found at the augmented point, frame by frame."""
-    from core.train import augment, track_times
+    from core.training.clips import augment, track_times
 
     mc = TrainConfig.load(TINY).model
     mc.track_frames = 15
@@ -331,7 +335,8 @@ def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_i
 
     from core.infer import InferConfig, frame_scores
     from core.model import load, normalise
-    from core.train import ClipDataset, add_tracks
+    from core.training.clips import ClipDataset
+    from core.training.track import add_tracks
 
     data = yaml.safe_load(TINY.read_text())
     data["model"]["track_frames"] = 15
@@ -379,7 +384,7 @@ def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_i
 
 def _kicked_game(seed: int, n: int = 3000):
     """A game whose ball (its track) rolls straight and changes course only at its PASS events."""
-    from core.train import GameData
+    from core.training import GameData
 
     rng = np.random.default_rng(seed)
     kicks = np.cumsum(rng.integers(30, 90, n // 30))
@@ -401,7 +406,7 @@ def test_the_track_classifier_learns_the_kicks_from_every_frame_of_a_game():
     logits rank frames at a held-out game's kicks above the others; untrained, they do not."""
     import torch
     from core.model import BallActionModel
-    from core.train import train_track
+    from core.training.track import train_track
 
     config = TrainConfig.load(TINY)
     config.model.track_frames = 15
@@ -443,7 +448,8 @@ def test_each_window_of_a_games_track_sequence_is_the_track_a_clip_on_its_centre
     from core.errors import BallspotError
     from core.infer import track_windows
     from core.model import ModelConfig
-    from core.train import class_targets, track_sequence
+    from core.training.clips import class_targets
+    from core.training.track import track_sequence
 
     mc = TrainConfig.load(TINY).model
     mc.track_frames = 15
@@ -498,7 +504,7 @@ def test_a_checkpoint_holds_only_tensors_and_plain_values(tmp_path):
     import torch
 
     from core.model import load_torch_file
-    from core.train import save_checkpoint
+    from core.training.train import save_checkpoint
 
     history = [{"epoch": 1, "loss": np.float64(0.5), "valid_map": None, "per_class": {"PASS": np.float64(0.25)}}]
     save_checkpoint(tmp_path / "checkpoint.pt", {"model": {"w": torch.ones(2)}, "epoch": np.int64(1),

@@ -4,7 +4,7 @@
 video: per frame the ball (pitch metres and drawn pixel), the 23 people (pitch metres and the
 players' drawn feet), the camera, and every event with its actor. Real games have none.
 
-Pretraining (``core.pretrain``) reads it here, in its own module, because reading it needs
+Pretraining (``core.training.pretrain``) reads it here, in its own module, because reading it needs
 none of the renderer: importing this module loads neither the world simulation nor the
 drawing code.
 """

@@ -14,12 +14,11 @@ ImageNet weights.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -28,25 +27,13 @@ from core.errors import BallspotError
 from core.model import BALL_PREFIX, BallActionModel, BallHead, ModelConfig, normalise
 from core.store import Store
 from core.synth.sidecar import SIDECAR, Sidecar, load_sidecar
+from core.training.config import PretrainConfig, Progress, TrainConfig
+from core.training.data import load_games
 from core.workspace import Workspace
 
 
 class NoSidecarError(BallspotError):
     """No training game carries a synthetic sidecar: there is nothing to pretrain on."""
-
-
-@dataclass
-class PretrainConfig:
-    steps: int = 600
-    batch: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    #: Loss weights of the ball's place inside its cell, the player-presence maps and the
-    #: ball's height/motion regression.
-    offset_weight: float = 2.0
-    players_weight: float = 0.5
-    motion_weight: float = 0.5
-    touch_weight: float = 0.5
 
 
 #: A change of the ball's velocity between two frames above this (m/s) is a touch (a kick,
@@ -135,10 +122,9 @@ def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int,
 
 def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, workspace: Workspace,
              splits: list[str], out: Path, seed: int = 0,
-             progress: Callable[[dict], None] | None = None) -> Path:
-    """Pretrain the encoder on the synthetic games of ``splits``; write ``out`` (safetensors)."""
-    from core.train import TrainConfig, load_games  # the same frame cache as training
-
+             progress: Progress | None = None) -> Path:
+    """Pretrain the encoder on the synthetic games of ``splits`` (read from training's frame
+    cache); write ``out`` (safetensors)."""
     size = tuple(model_config.input_size)
     games = []
     for g in load_games(store, workspace, splits, TrainConfig(model=model_config)):
@@ -195,3 +181,20 @@ def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, wo
     save_file(net.weights(), str(tmp))
     tmp.replace(out)
     return out
+
+
+def pretrained_encoder(config: TrainConfig, store: Store, workspace: Workspace, out: Path, rank: int, world: int,
+                       progress: Progress | None) -> str | None:
+    """Rank 0 pretrains the encoder on the training games' synthetic sidecars (once per run
+    folder, so a resumed run reuses it); None when no training game has a sidecar."""
+    path = out / "encoder.safetensors"
+    if rank == 0 and not path.is_file():
+        try:
+            pretrain(config.model, config.pretrain, store, workspace, config.train_splits, path, seed=config.seed,
+                     progress=(lambda r: progress({"phase": "pretrain", **r})) if progress else None)
+        except NoSidecarError as exc:
+            if progress is not None:
+                progress({"phase": "pretrain", "skipped": str(exc)})
+    if world > 1:
+        dist.barrier()
+    return str(path) if path.is_file() else None

@@ -1,0 +1,140 @@
+"""The ball's track: everything a model with ``ModelConfig.track_frames`` needs in training.
+
+Such a model's heads also read the ball's track (where the ball is, frame by frame) around each
+clip. The track comes from the ball detector pretraining trains (``core.training.pretrain``);
+a random detector's track is noise, so a run without a trained one fails and says what to do.
+The encoder and the detector then stay as they are, the track of every frame of the training
+games is computed once (``add_tracks``), and the track's branch first trains on every frame
+of the fully labelled games (``train_track``) and then stays as trained too. All of it is here,
+so ``train()`` calls one step (``set_up_track``) rather than carrying the branch through it.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from core.errors import BallspotError
+from core.infer import frame_tracks
+from core.model import BallActionModel, ModelConfig, has_ball_detector
+from core.training.clips import class_targets, move_track, random_motion
+from core.training.config import Progress, TrainConfig
+from core.training.data import GameData
+from core.training.loss import focal_loss, lr_factor
+
+
+def require_ball_detector(config: TrainConfig) -> None:
+    """Fail, with the remedy, when the model reads the ball's track but no trained ball
+    detector exists to draw it (real games have no sidecar to pretrain one on)."""
+    if config.model.track_frames and not has_ball_detector(config.model.pretrained_weights):
+        raise BallspotError(
+            f"the config asks for the ball's track (model.track_frames: {config.model.track_frames}) but there "
+            "is no trained ball detector to draw it. Give the config pretrain steps (pretrain: steps: 2400) "
+            "with training games that carry a synthetic positions.npz sidecar, set model.pretrained_weights "
+            "to an encoder file with a ball detector, start from a model that has one (--init), or use a "
+            "config without model.track_frames (e.g. tiny.yaml)")
+
+
+def set_up_track(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device, *,
+                 resume: bool, world: int, progress: Progress | None) -> list[torch.nn.Module]:
+    """The ball's track of every training game and the track's branch trained on them (not
+    again on ``resume``: the checkpoint holds it); returns the modules that stay as they are.
+    ``progress``: rank 0's, None on the other ranks."""
+    kept: list[torch.nn.Module] = [model.ball]
+    add_tracks(model, games, config, device, progress)
+    if config.track_steps and track_games(games):
+        if not resume:
+            train_track(model, games, config, device, progress, world)
+        kept += [model.track_net, model.track_head]
+    elif config.track_steps and progress is not None:
+        # Only games reviewed in part: their unreviewed stretches are unknown, so the
+        # branch learns with the clips instead.
+        progress({"phase": "track", "skipped": "no fully labelled training game: the track's branch "
+                  "trains with the clips only"})
+    return kept
+
+
+def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device,
+               progress: Progress | None = None) -> None:
+    """The ball's track of every frame of ``games`` by the model's (frozen) ball detector: what
+    its heads see around each sample's centre, read from here rather than recomputed per sample."""
+    size = tuple(config.model.input_size)
+    t0 = time.perf_counter()
+    for k, g in enumerate(games):
+        with g.stream(size) as frames:
+            g.track = frame_tracks(model, frames, config.valid_batch, str(device))
+        g.n_frames = min(g.n_frames, len(g.track))
+        g.track = g.track[:g.n_frames]  # windows of frames and of the track clamp at the same end
+        if progress is not None:
+            progress({"phase": "track", "game": k + 1, "games": len(games), "seconds": time.perf_counter() - t0})
+
+
+def track_games(games: list[GameData]) -> list[GameData]:
+    """The games ``train_track`` learns from: fully labelled (a game reviewed in part has
+    stretches nobody labelled yet) and with a track."""
+    return [g for g in games if not g.partial and g.track is not None and g.n_frames > 0]
+
+
+def track_sequence(game: GameData, first: int, length: int, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``length`` track points, one every ``frame_step`` from frame ``first`` (clamped at the
+    game's ends), and the centre frame of each of its ``length - track_frames + 1`` windows:
+    window i is what a clip centred on ``centres[i]`` sees (``core.infer.track_windows``)."""
+    step, half = config.frame_step, config.track_frames // 2
+    track = game.track[np.clip(first + step * np.arange(length), 0, game.n_frames - 1)]
+    return track, first + step * (half + np.arange(length - config.track_frames + 1))
+
+
+def train_track(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device,
+                progress: Progress | None = None, world: int = 1) -> list[float]:
+    """Train the track's branch (``TrackNet`` and its class logits) on every frame of the
+    fully labelled training games, before the clips. A clip teaches it one frame; a game's track
+    is a few numbers per frame, so here thousands of frames a step teach it the kicks (on
+    synthetic games, ``cpu_small.yaml`` in bench/learn.py: held-out mAP@1 0.73, against 0.40
+    when the track learnt from the clips alone). Rank 0 trains, the others take its weights.
+    Returns the loss of every step."""
+    mc = model.config
+    games = track_games(games)
+    branch = torch.nn.ModuleDict({"net": model.track_net, "head": model.track_head})
+    losses: list[float] = []
+    if games and (world == 1 or dist.get_rank() == 0):
+        step, half = mc.frame_step, mc.track_frames // 2
+        # Every sequence fits in every game (the shortest bounds it): one batch tensor.
+        length = min(config.track_points, min((g.n_frames - 1) // step + 1 + 2 * half for g in games))
+        h, w = mc.input_size
+        optimizer = torch.optim.AdamW(branch.parameters(), lr=config.track_lr, weight_decay=config.weight_decay)
+        warmup = max(1, config.track_steps // 20)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, config.track_steps, warmup, config.min_lr_ratio))
+        rng = np.random.default_rng((config.seed, 1))
+        branch.train()
+        t0 = time.perf_counter()
+        for k in range(config.track_steps):
+            tracks, ys = [], []
+            for _ in range(config.track_batch):
+                g = games[int(rng.integers(len(games)))]
+                # Centres from the first frame to the last: the track clamps at the ends as a clip's does.
+                first = int(rng.integers(-step * half, g.n_frames - step * (length - 1 - half)))
+                track, centres = track_sequence(g, first, length, mc)
+                if config.augment:
+                    flip, m, _ = random_motion(rng, w, h)
+                    track = move_track(track, flip, m, w, h)
+                tracks.append(track)
+                ys.append(class_targets(g, centres, config.target_window))
+            x = torch.from_numpy(np.stack(tracks).astype(np.float32)).to(device)
+            y = torch.from_numpy(np.stack(ys)).to(device)  # (B, outputs, K)
+            logits = branch["head"](branch["net"](x).transpose(1, 2))
+            loss = focal_loss(logits, y, config.focal_gamma)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            if progress is not None and (k % 50 == 0 or k + 1 == config.track_steps):
+                progress({"phase": "track", "step": k + 1, "steps": config.track_steps,
+                          "loss": float(np.mean(losses[-50:])), "seconds": time.perf_counter() - t0})
+    if world > 1:
+        for tensor in branch.state_dict().values():
+            dist.broadcast(tensor, src=0)
+    return losses
