@@ -156,6 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from core.runner import resolve_model
     from core.training import TrainConfig, train
+    from core.training.progress import describe
 
     ws = Workspace.at(args.workspace)
     config = TrainConfig.load(args.config, epochs=args.epochs)
@@ -173,27 +174,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar = tqdm(total=config.epochs, unit="epoch", desc="train", file=sys.stderr, disable=rank != 0)
 
     def progress(record: dict) -> None:
-        if record.get("phase") == "pretrain":
-            if "skipped" in record:
-                bar.write(f"pretraining skipped: {record['skipped']}")
-            else:
-                bar.set_postfix_str(f"pretrain {record['step']}/{record['steps']} ball found "
-                                    f"{record['ball_cell_accuracy']:.0%}", refresh=True)
-        elif record.get("phase") == "track":
-            if "skipped" in record:
-                bar.write(record["skipped"])
-            elif "step" in record:
-                bar.set_postfix_str(f"track classifier {record['step']}/{record['steps']} loss {record['loss']:.4f}",
-                                    refresh=True)
-            else:
-                bar.set_postfix_str(f"ball track of game {record['game']}/{record['games']}", refresh=True)
-        elif "valid_map" in record:
+        update = describe(record, config.epochs)  # the words a job's log uses too
+        if update.kind == "note":
+            bar.write(update.text)
+        elif update.kind == "epoch":
             bar.update(1)
-            vm = record["valid_map"]
-            bar.write(f"epoch {record['epoch']}: loss {record['loss']:.4f}  valid mAP@1 "
-                      f"{'-' if vm is None else f'{vm:.4f}'}  {record['samples_per_s']:.1f} samples/s")
+            bar.write(update.text)
         else:
-            bar.set_postfix_str(f"step {record['step']}/{record['steps']} loss {record['loss']:.3f}", refresh=True)
+            bar.set_postfix_str(update.text, refresh=True)
 
     with _store(args) as store:
         init, parent = None, None

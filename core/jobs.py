@@ -240,26 +240,16 @@ def run_job(store: Store, workspace: Workspace, job_id: int) -> dict:
 
 
 def _train_progress(config: TrainConfig, report: Report) -> Callable[[dict], None]:
-    """Training's records (pretraining, the track, epochs) as the job's progress: 0 to 0.9."""
+    """Training's records (pretraining, the track, epochs) as the job's progress, 0 to 0.9 (then
+    inference), in the words the command line uses (``core.training.progress.describe``)."""
+    from core.training.progress import describe
+
+    last = [0.0]
+
     def progress(r: dict) -> None:
-        if r.get("phase") == "pretrain":
-            if "step" in r:
-                report(0.1 * r["step"] / r["steps"], f"pretraining the encoder {r['step']}/{r['steps']}")
-            return
-        if r.get("phase") == "track":
-            report(0.1, r["skipped"] if "skipped" in r else
-                   f"the track classifier on every frame: step {r['step']}/{r['steps']}, loss {r['loss']:.4f}"
-                   if "step" in r else f"the ball's track of the training games: {r['game']}/{r['games']}")
-            return
-        done = (r["epoch"] - 1 + (r.get("step", r.get("steps", 1)) / max(1, r.get("steps", 1))
-                                  if "valid_map" not in r else r["epoch"])) / config.epochs
-        if "valid_map" in r:
-            vm = r["valid_map"]
-            report(0.1 + 0.8 * done, f"epoch {r['epoch']}/{config.epochs}: loss {r['loss']:.4f}, "
-                                     f"valid mAP@1 {'-' if vm is None else f'{vm:.4f}'}")
-        else:
-            report(0.1 + 0.8 * done, f"epoch {r['epoch']}/{config.epochs} step {r['step']}/{r['steps']} "
-                                     f"loss {r['loss']:.4f}")
+        update = describe(r, config.epochs)
+        last[0] = max(last[0], 0.9 * update.fraction)  # a note keeps the bar where it is
+        report(last[0], update.text)
     return progress
 
 

@@ -513,3 +513,23 @@ def test_a_checkpoint_holds_only_tensors_and_plain_values(tmp_path):
     assert state["epoch"] == 1 and state["best"] == -np.inf and type(state["history"][0]["loss"]) is float
     assert state["history"][0]["per_class"] == {"PASS": 0.25} and torch.equal(state["model"]["w"], torch.ones(2))
     assert not (tmp_path / ".checkpoint.partial").exists()
+
+
+def test_one_reading_of_training_records_for_the_command_line_and_the_jobs():
+    """The CLI bar and a job's log read training's records through one formatter: the run's
+    fraction only grows, and each kind of record says what it is."""
+    from core.training.progress import describe
+
+    records = [{"phase": "pretrain", "skipped": "no sidecar"},
+               {"phase": "pretrain", "step": 5, "steps": 10, "ball_cell_accuracy": 0.5},
+               {"phase": "track", "game": 1, "games": 2}, {"phase": "track", "step": 3, "steps": 6, "loss": 0.1},
+               {"epoch": 1, "step": 2, "steps": 4, "loss": 0.5},
+               {"epoch": 1, "loss": 0.4, "valid_map": 0.25, "samples_per_s": 12.0},
+               {"epoch": 2, "step": 4, "steps": 4, "loss": 0.3}, {"epoch": 2, "loss": 0.2, "valid_map": None}]
+    updates = [describe(r, epochs=2) for r in records]
+    assert [u.kind for u in updates] == ["note", "pretrain", "track", "track", "step", "epoch", "step", "epoch"]
+    fractions = [u.fraction for u in updates[1:]]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and fractions[0] == 0.05
+    assert updates[0].text == "pretraining skipped: no sidecar"
+    assert updates[5].text == "epoch 1/2: loss 0.4000, valid mAP@1 0.2500, 12.0 samples/s"
+    assert updates[7].text.endswith("valid mAP@1 -")
