@@ -131,6 +131,26 @@ def wait_for_job(store: Store, job_id: int, pred, timeout: float = 240) -> dict:
     raise AssertionError(f"job {job_id} stuck: {store.job(job_id)}")
 
 
+def stop_job(store: Store, workspace: Workspace, job: dict, how: str) -> dict:
+    """Stop a running job as a user would (``cancel``: SIGTERM through ``core.jobs.cancel``) or
+    as a crash does (``kill``: SIGKILL to its process group); returns its row, checked."""
+    import os
+    import signal
+
+    from core.jobs import cancel, refresh
+
+    if how == "cancel":
+        stopped = cancel(store, job["id"])
+        assert stopped["status"] == "cancelled", stopped
+        return stopped
+    os.killpg(job["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    refresh(store, workspace, start=False)
+    stopped = store.job(job["id"])
+    assert stopped["status"] == "failed" and "killed" in stopped["error"], stopped
+    return stopped
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item, so fixtures can see whether the test failed

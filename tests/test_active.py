@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, annotation, make_game, wait_for_job
+from conftest import ROOT, annotation, make_game, stop_job, wait_for_job
 from core.active import review_queue
 from core.infer import GameScores, save_curves
 from core.ingest import import_source
@@ -197,15 +194,7 @@ def test_a_stopped_job_leaves_the_previous_model_active(loop_ws, tmp_path, how):
         refresh(store, loop_ws)
         running = wait_for_job(store, job["id"], lambda j: j["status"] == "running" and "epoch" in j["message"])
         assert store.job(queued["id"])["status"] == "queued"  # one job at a time
-        if how == "cancel":
-            cancel(store, job["id"])
-            assert store.job(job["id"])["status"] == "cancelled"
-        else:
-            os.killpg(running["pid"], signal.SIGKILL)
-            time.sleep(0.5)
-            refresh(store, loop_ws, start=False)
-            failed = store.job(job["id"])
-            assert failed["status"] == "failed" and "killed" in failed["error"]
+        stop_job(store, loop_ws, running, how)
         cancel(store, queued["id"])
         assert ([m["version"] for m in store.models()], active_version(store)) == before
         assert store.integrity_check() == "ok"

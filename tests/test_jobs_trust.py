@@ -11,7 +11,6 @@ real (tiny.yaml, seconds). The last tests run real job processes and stop them m
 """
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sqlite3
@@ -24,10 +23,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, make_game, wait_for_job
+from conftest import ROOT, make_game, stop_job, wait_for_job
 from core.infer import Event, GameScores
 from core.ingest import import_source
-from core.jobs import Cancelled, InferParams, RetrainParams, cancel, refresh, reinfer, retrain, submit
+from core.jobs import Cancelled, InferParams, RetrainParams, refresh, reinfer, retrain, submit
 from core.labels import CLASSES
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
@@ -309,14 +308,7 @@ def test_a_retrain_job_stopped_during_inference_leaves_the_previous_version_acti
         running = wait_for_job(store, job["id"],
                                lambda j: j["message"] == "inference zz/long" or j["status"] != "running")
         assert running["status"] == "running", running
-        if how == "cancel":
-            assert cancel(store, job["id"])["status"] == "cancelled"
-        else:
-            os.killpg(running["pid"], signal.SIGKILL)
-            time.sleep(0.5)
-            refresh(store, ws, start=False)
-            failed = store.job(job["id"])
-            assert failed["status"] == "failed" and "killed" in failed["error"]
+        stop_job(store, ws, running, how)
     assert_v1_intact(ws, template, before)
     with Store.open(ws) as store:
         v2 = store.models()[-1]["version"]
