@@ -53,6 +53,11 @@ async function loadGames(keep) {
   if (!keep && sel.value) await openGame(Number(sel.value));
 }
 
+// The picker's counts (labels, reviewed) follow every edit, here or elsewhere: refreshed a
+// moment after the last one, so a burst of keys costs one request.
+let pickerTimer = null;
+function refreshPicker() { clearTimeout(pickerTimer); pickerTimer = setTimeout(() => loadGames(true), 300); }
+
 async function openGame(id) {
   status('Opening…');
   const t0 = performance.now();
@@ -499,7 +504,7 @@ async function sendNow(action, game, seq) {
   if (sel && res.ok) loadFilmstrip(sel);
   const ms = Math.round(performance.now() - t0);
   element.dataset.lastEditMs = String(ms);
-  if (res.ok) status(`saved: ${res.message}${sel ? ` (revision ${sel.revision})` : ''} · ${ms} ms`, 'saved');
+  if (res.ok) { status(`saved: ${res.message}${sel ? ` (revision ${sel.revision})` : ''} · ${ms} ms`, 'saved'); refreshPicker(); }
   else status(res.current ? `conflict: ${res.message}` : `not saved: ${res.message}`, res.current ? 'conflict' : 'error');
 }
 setInterval(async () => {  // edits made elsewhere (another tab, the CLI) arrive within seconds
@@ -508,7 +513,7 @@ setInterval(async () => {  // edits made elsewhere (another tab, the CLI) arrive
   const d = await call('sync', { game: S.game.id, cursor: S.cursorId });
   if (!d || seq !== S.openSeq || S.busy) return;
   if (d.version !== S.version) { openGame(S.game.id); return; }  // another model became active
-  if (d.upsert.length || d.removed.length) { applyDelta(d); refreshList(); drawMarkers(); }
+  if (d.upsert.length || d.removed.length) { applyDelta(d); refreshList(); drawMarkers(); refreshPicker(); }
   else S.cursorId = Math.max(S.cursorId, d.cursor);
 }, 3000);
 

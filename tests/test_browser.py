@@ -156,8 +156,13 @@ def test_keyboard_edits_land_in_the_store_and_survive_a_reload(page, workspace):
     assert not [r for r in store.labels(gid) if r["frame"] == f and r["source"] == "human"]
     assert page.locator(f"#timeline .bs-marker[data-id='l{added[0]['id']}']").count() == 0
 
+    picker = page.locator("#game-select option:checked")
+    reviewed = int(picker.text_content().split(" reviewed")[0].rsplit(", ", 1)[1].split("/")[0])
     pid = press_on_prediction(page, 2, "a")
     assert store.prediction(int(pid[1:]))["status"] == "accepted"
+    # The picker's count follows the edit without a reload.
+    page.wait_for_function(f"() => document.querySelector('#game-select option:checked').textContent"
+                           f".includes(', {reviewed + 1}/')", timeout=5_000)
     oid = press_on_prediction(page, 4, "r")
     assert store.prediction(int(oid[1:]))["status"] == "rejected"
 
