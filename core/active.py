@@ -30,6 +30,9 @@ class QueueConfig:
     threshold: float = 0.5
     #: Missed-event candidates: curve peaks from ``low`` up to the prediction height.
     low: float = 0.05
+    #: At most this many missed-event candidates per game, the highest peaks: the rest are
+    #: noise under the cut that would bury the useful items.
+    max_missed: int = 25
     near: int = 12  # frames: "a label or prediction near"
     carry: int = 2  # frames: the same event in two versions
     restart_s: float = 20.0
@@ -79,8 +82,8 @@ def _uncertain(store: Store, workspace: Workspace, game: dict, version: str, cfg
     items = []
     for p in preds:
         closeness = 1 - abs(p["confidence"] - cfg.threshold) / max(cfg.threshold, 1 - cfg.threshold)
-        reasons = ([f"confidence {p['confidence']:.2f}, near the {cfg.threshold:.2f} threshold"]
-                   if closeness > 0.6 else [])
+        reasons = ([f"confidence {p['confidence']:.2f}: a coin toss for the model (it is least sure at "
+                    f"{cfg.threshold:.2f})"] if closeness > 0.6 else [])
         scores = [closeness]
         if gap is not None and p["frame"] < len(gap):
             g = float(gap[max(0, p["frame"] - 2):p["frame"] + 3, CLASSES.index(p["label"])].max())
@@ -126,22 +129,33 @@ def _missed(store: Store, workspace: Workspace, game: dict, version: str, cfg: Q
             # Ranked below a coin-toss prediction: a guess about nothing the model claimed.
             items.append(QueueItem("missed", game["id"], game["url_local"], int(f), label, None,
                                    float(0.3 + 0.5 * h / height),
-                                   [f"{label} score peaks at {h:.2f}, under the {height:.2f} cut, "
-                                    "nothing labelled near"]))
-    return items
+                                   [f"{label} score peaks at {h:.3f}, just under the {height:.2f} at which the "
+                                    "model reports an event; nothing labelled near"]))
+    items.sort(key=lambda it: -it.priority)
+    return items[:cfg.max_missed]
 
 
-def _consistency(store: Store, game: dict, cfg: QueueConfig) -> list[QueueItem]:
+def _consistency(store: Store, game: dict, cfg: QueueConfig, version: str | None = None) -> list[QueueItem]:
+    """Flags on the labels, raised only where the neighbourhood is decided: a pending prediction
+    near an event may be the very restart or shot the rule misses, so nothing is flagged there
+    until it is accepted or rejected."""
     labels = store.labels(game["id"])
+    pending = [p for p in store.predictions(game["id"], version) if p["status"] == "pending"] if version else []
+
+    def undecided(classes: set[str], start: float, end: float) -> bool:
+        return any(p["label"] in classes and start <= p["frame"] <= end for p in pending)
     items = []
     restarts = {"THROW IN", "FREE KICK", "PASS", "HIGH PASS", "CROSS"}
+    shots = {"SHOT", "HEADER"}
     for i, lab in enumerate(labels):
         after = [x for x in labels[i + 1:] if x["frame"] - lab["frame"] <= cfg.restart_s * FPS]
-        if lab["label"] == "OUT" and not any(x["label"] in restarts for x in after):
+        if lab["label"] == "OUT" and not any(x["label"] in restarts for x in after) and \
+                not undecided(restarts, lab["frame"], lab["frame"] + cfg.restart_s * FPS):
             items.append(_flag(game, lab, f"OUT with no restart (throw-in, free kick, pass) in the next "
                                           f"{cfg.restart_s:.0f} s"))
-        if lab["label"] == "GOAL" and not any(x["label"] in ("SHOT", "HEADER") and 0 <= lab["frame"] - x["frame"]
-                                              <= cfg.goal_before_s * FPS for x in labels[:i]):
+        if lab["label"] == "GOAL" and not any(x["label"] in shots and 0 <= lab["frame"] - x["frame"]
+                                              <= cfg.goal_before_s * FPS for x in labels[:i]) and \
+                not undecided(shots, lab["frame"] - cfg.goal_before_s * FPS, lab["frame"]):
             items.append(_flag(game, lab, f"GOAL with no SHOT or HEADER in the {cfg.goal_before_s:.0f} s before"))
         for x in labels[i + 1:]:
             if x["frame"] - lab["frame"] > cfg.duplicate_frames:
@@ -168,6 +182,6 @@ def review_queue(store: Store, workspace: Workspace, version: str | None, *, gam
         if version:
             items += _uncertain(store, workspace, g, version, cfg)
             items += _missed(store, workspace, g, version, cfg, height)
-        items += _consistency(store, g, cfg)
+        items += _consistency(store, g, cfg, version)
     items.sort(key=lambda it: (-it.priority, it.game_id, it.frame))
     return items[:limit] if limit else items
