@@ -198,7 +198,7 @@ def models_screen(store: Store, workspace: Workspace, public: Callable[[str], st
             return pd.DataFrame(columns=["class", "this version", "previous"])
         row = store.model(version)
         c = compare(store, version, row["parent"])
-        r4 = lambda v: None if v is None else round(v, 4)  # noqa: E731
+        r4 = lambda v: "n/a" if v is None else round(v, 4)  # noqa: E731 - n/a: nothing to measure
         rows = [{"class": "all (mAP@1)", "this version": r4(c["map_new"]), "previous": r4(c["map_old"])}]
         rows += [{"class": p["class"], "this version": r4(p["new"]), "previous": r4(p["old"])} for p in c["per_class"]]
         return pd.DataFrame(rows)

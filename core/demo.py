@@ -76,8 +76,8 @@ def build_demo(store: Store, workspace: Workspace, *, model: Path = DEMO_MODEL, 
     infer_games(store, workspace, DEMO_VERSION, target, names[1:], InferConfig(tta=False),
                 progress=lambda d, n, name: report(0.65 + 0.3 * d / max(n, 1), "the demo model spots events"))
     valid = score_version(store, DEMO_VERSION, [names[1]])
-    metrics = {"valid_map@1": valid.mAP, "per_class": valid.per_class, "valid_games": [names[1]],
-               "reviewed_labels": trained.get("reviewed_labels"), "trained": trained}
+    metrics = {"valid_map@1": valid.mAP, "per_class": valid.per_class, "support": valid.support,
+               "valid_games": [names[1]], "reviewed_labels": trained.get("reviewed_labels"), "trained": trained}
     store.set_model_metrics(DEMO_VERSION, metrics)  # measured here, like every retrained version
     set_active(store, DEMO_VERSION)
     report(1.0, "demo ready")

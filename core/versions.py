@@ -82,9 +82,15 @@ def compare(store: Store, new: str, old: str | None) -> dict:
     a = store.model(new)["metrics"]
     b = store.model(old)["metrics"] if old else {}
     classes = sorted(set(a.get("per_class", {})) | set(b.get("per_class", {})))
+
+    def measured(metrics: dict, c: str) -> float | None:
+        """A class's AP, or None where validation had no event of it (nothing was measured;
+        metrics from before support was recorded count every class as measured)."""
+        if metrics.get("support", {}).get(c, 1) == 0:
+            return None
+        return metrics.get("per_class", {}).get(c)
     return {"new": new, "old": old, "map_new": a.get("valid_map@1"), "map_old": b.get("valid_map@1"),
-            "per_class": [{"class": c, "new": a.get("per_class", {}).get(c), "old": b.get("per_class", {}).get(c)}
-                          for c in classes]}
+            "per_class": [{"class": c, "new": measured(a, c), "old": measured(b, c)} for c in classes]}
 
 
 def not_worse(store: Store, new: str, old: str | None) -> bool:

@@ -232,3 +232,15 @@ def test_jobs_refuse_unknown_options(store):
         submit(store, "retrain", {"lr": 1})
     with pytest.raises(BallspotError, match="unknown job kind"):
         submit(store, "paint", {})
+
+
+def test_classes_without_validation_events_compare_as_not_measured(store, game):
+    """A class validation never saw has no AP to show: n/a, not 0 (nor its old 0 beside a new one)."""
+    from core.versions import compare
+
+    store.set_model_metrics("v1", {"valid_map@1": 0.4, "per_class": {"PASS": 0.5, "GOAL": 0.0},
+                                   "support": {"PASS": 10, "GOAL": 0}})
+    store.set_model_metrics("v2", {"valid_map@1": 0.5, "per_class": {"PASS": 0.6, "GOAL": 0.0},
+                                   "support": {"PASS": 10, "GOAL": 0}})
+    rows = {p["class"]: (p["new"], p["old"]) for p in compare(store, "v2", "v1")["per_class"]}
+    assert rows == {"PASS": (0.6, 0.5), "GOAL": (None, None)}

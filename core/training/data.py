@@ -14,7 +14,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from core.labels import CLASS_INDEX, FPS, REVIEW_SOURCES, TARGET_SOURCES, frame_to_ms
+from core.formats import annotation_dict
+from core.labels import CLASS_INDEX, FPS, REVIEW_SOURCES, TARGET_SOURCES
 from core.model import ModelConfig, window_index
 from core.store import Store
 from core.training.config import TrainConfig
@@ -122,8 +123,7 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
         frames = frame_cache(workspace, g, size) if config.frame_cache and cache_bytes <= FRAME_CACHE_LIMIT else None
         if frames is not None:
             n = len(frames)
-        annotations = [{"position": str(frame_to_ms(r["frame"])), "label": r["label"], "team": r["team"],
-                        "visibility": r["visibility"]} for r in labels]
+        annotations = [annotation_dict(r["frame"], r["label"], r["team"], r["visibility"]) for r in labels]
         out.append(GameData(g["id"], g["url_local"], n, frames, g, events, negatives, annotations,
                             partial))
     return out

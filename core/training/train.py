@@ -26,7 +26,7 @@ from timm.utils import ModelEmaV3
 
 from core.errors import BallspotError
 from core.infer import InferConfig, events_from_scores, frame_scores
-from core.labels import frame_to_ms
+from core.formats import prediction_dict
 from core.metrics import GameEvents, average_map
 from core.model import BallActionModel, load_torch_file, normalise, save
 from core.store import Store
@@ -278,7 +278,7 @@ def _end_epoch(run: Run, model: BallActionModel, opt: Optimisation, valid_games:
     record = {"epoch": epoch, "loss": totals.loss / steps, "class_loss": totals.class_loss / steps,
               "lr": opt.scheduler.get_last_lr()[0],
               "samples_per_s": totals.samples * run.world / max(totals.seconds, 1e-9),
-              "valid_map": metrics["mAP@1"], "per_class": metrics["per_class"]}
+              "valid_map": metrics["mAP@1"], "per_class": metrics["per_class"], "support": metrics["support"]}
     history.append(record)
     with open(out / "progress.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -304,6 +304,7 @@ def _register(run: Run, store: Store, history: list[dict], train_games: list[Gam
     shutil.copytree(out / "best", final)
     best_record = max(history, key=lambda r: r["valid_map"] if r["valid_map"] is not None else -1)
     metrics = {"valid_map@1": best_record["valid_map"], "per_class": best_record["per_class"],
+               "support": best_record.get("support", {}),
                "epochs": len(history), "train_games": [g.url_local for g in train_games],
                "valid_games": [g.url_local for g in valid_games],
                "reviewed_labels": int(sum(len(g.events) for g in train_games))}
@@ -316,7 +317,7 @@ def _register(run: Run, store: Store, history: list[dict], train_games: list[Gam
 def validate(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device) -> dict:
     """mAP@1 on the validation games with the given (EMA) weights."""
     if not games:
-        return {"mAP@1": None, "per_class": {}}
+        return {"mAP@1": None, "per_class": {}, "support": {}}
     model.eval()
     entries = []
     infer = InferConfig(batch=config.valid_batch, tta=False, device=str(device))
@@ -324,11 +325,11 @@ def validate(model: BallActionModel, games: list[GameData], config: TrainConfig,
         with g.stream(tuple(config.model.input_size)) as frames:
             scores = frame_scores(model, frames, infer)
         events = events_from_scores(scores, infer, config.model.team_mode)
-        preds = [{"position": str(frame_to_ms(e.frame)), "label": e.label, "team": e.team,
-                  "confidence": e.confidence} for e in events]
+        preds = [prediction_dict(e.frame, e.label, e.team, e.confidence) for e in events]
         entries.append(GameEvents(g.url_local, g.labels, preds))
     result = average_map(entries, "at1")
-    return {"mAP@1": result.mAP, "per_class": result.per_class}
+    # support: validation events per class; a class with none has no score to show (n/a, not 0).
+    return {"mAP@1": result.mAP, "per_class": result.per_class, "support": result.support}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
