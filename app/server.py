@@ -235,12 +235,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, end
 
 
-def video_endpoint(store: Store, user: Callable[[Request], Awaitable[str | None] | str | None],
+def video_endpoint(store: Store, user: Callable[[Request], str | None],
                    needs_login: bool, public: Callable[[str], str] = str) -> Callable[[Request], Awaitable[Response]]:
     """The handler of :data:`VIDEO_ROUTE`: a game's video, by id, with HTTP Range support."""
 
     async def serve(request: Request) -> Response:
-        if needs_login and not await _maybe_await(user(request)):
+        if needs_login and not user(request):
             return PlainTextResponse("log in first", status_code=401)
         gid = request.path_params["game_id"]
         if not gid.isdigit() or len(gid) > 18:
@@ -280,10 +280,6 @@ def video_endpoint(store: Store, user: Callable[[Request], Awaitable[str | None]
     return serve
 
 
-async def _maybe_await(value):
-    if hasattr(value, "__await__"):
-        return await value
-    return value
 
 
 # --------------------------------------------------------------------------- errors
@@ -296,11 +292,9 @@ MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 def error_answer(request: Request, exc: Exception) -> Response:
     """Any exception a route lets through: a short message, never a traceback. Malformed
     requests are 400; anything else is the server's fault (500, logged by the server)."""
-    try:
-        from pydantic import ValidationError
-        malformed = isinstance(exc, (*MALFORMED, ValidationError))
-    except ImportError:  # pragma: no cover - pydantic comes with Gradio
-        malformed = isinstance(exc, MALFORMED)
+    from pydantic import ValidationError  # what FastAPI raises for a body of the wrong shape
+
+    malformed = isinstance(exc, (*MALFORMED, ValidationError))
     if type(exc).__name__ == "FnIndexInferError":  # an API name the app does not have
         return PlainTextResponse(f"{request.url.path}: no such API", status_code=404)
     if malformed:
