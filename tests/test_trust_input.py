@@ -28,7 +28,7 @@ from core.errors import BallspotError, InputError
 from core.export import export
 from core.ingest import import_source
 from core.labels import LABEL_FILE
-from core.store import MIGRATIONS, GameImport, Store
+from core.store import MIGRATIONS, SCHEMA_VERSION, GameImport, Store
 
 GAME = "league_x/2024-2025/2024-08-01 - Alpha - Beta"
 OTHER = "league_x/2024-2025/2024-08-02 - Gamma - Delta"
@@ -215,9 +215,10 @@ def test_a_database_from_before_schema_2_is_migrated_and_checked_without_inode(w
                      "VALUES (?, ?, ?, ?, 'then', 'then')", (GAME, str(clip), st.st_size, st.st_mtime))
     conn.close()
     with Store.open(workspace) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         old = store.game(GAME)
         assert old["video_inode"] is None
+        assert old["extra"] == {} and old["fully_reviewed"] is None  # schema 3 columns, empty
         with video.open_game_video(old) as f:
             assert f.read() == clip.read_bytes()
         clip.write_bytes(b"x")

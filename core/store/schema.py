@@ -129,8 +129,17 @@ _SCHEMA_2 = [
     "ALTER TABLE games ADD COLUMN video_inode INTEGER",
 ]
 
+#: Schema 3: what a game's label file says beyond its annotations (for example the 2025
+#: release's ``halftime``), kept so that export writes it back; and the reviewer's "fully
+#: reviewed" mark (who, when; NULL: not marked), after which training treats the game as
+#: completely labelled.
+_SCHEMA_3 = [
+    "ALTER TABLE games ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE games ADD COLUMN fully_reviewed TEXT",
+]
+
 #: Migration ``i`` brings a database from schema version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_SCHEMA_1, _SCHEMA_2]
+MIGRATIONS: list[list[str]] = [_SCHEMA_1, _SCHEMA_2, _SCHEMA_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -161,6 +170,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
 #: objects (:func:`encode_json`), so no caller parses the database's text. The change log is
 #: the exception: it keeps rows exactly as stored, since undo compares and restores them.
 JSON_COLUMNS: dict[str, dict[str, str | None]] = {
+    "games": {"extra": "{}"},
     "labels": {"extra": "{}"},
     "models": {"config": "{}", "metrics": "{}"},
     "jobs": {"params": "{}", "result": None},

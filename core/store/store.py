@@ -91,13 +91,13 @@ class Store(History, Jobs):
     def game(self, game: int | str) -> dict:
         """A game by id or UrlLocal."""
         column = "id" if isinstance(game, int) else "url_local"
-        row = self._one(f"SELECT * FROM games WHERE {column} = ?", (game,))
+        row = self._select_one("games", f"SELECT * FROM games WHERE {column} = ?", (game,))
         if row is None:
             raise NotFoundError(f"no game {game!r} in {self.path}")
         return row
 
     def games(self) -> list[dict]:
-        return self._query("SELECT * FROM games ORDER BY url_local")
+        return self._select("games", "SELECT * FROM games ORDER BY url_local")
 
     def _game_id(self, game: int | str) -> int:
         return self.game(game)["id"]
