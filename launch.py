@@ -21,31 +21,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from core.errors import BallspotError
+from core.progress import bar
 from core.workspace import DEFAULT_WORKSPACE, Workspace
-
-
-@contextmanager
-def _tqdm_progress(desc: str, unit: str = "game") -> Iterator:
-    """A ``progress(done, total, message)`` callback drawn as a tqdm bar on stderr."""
-    from tqdm import tqdm
-
-    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, leave=False)
-
-    def progress(done: int, total: int, message: str) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(message[:60], refresh=False)
-        bar.refresh()
-
-    try:
-        yield progress
-    finally:
-        bar.close()
 
 
 def _store(args: argparse.Namespace):
@@ -58,7 +38,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from core.ingest import import_source
 
     ws = Workspace.at(args.workspace)
-    with _store(args) as store, _tqdm_progress("import") as progress:
+    with _store(args) as store, bar("import") as progress:
         report = import_source(store, args.src, workspace=ws, split=args.split, replace=args.replace,
                                author=args.author, progress=progress)
     print(report.summary())
@@ -81,7 +61,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     from core.download import download
 
     ws = Workspace.at(args.workspace)
-    with _store(args) as store, _tqdm_progress("import") as progress:
+    with _store(args) as store, bar("import") as progress:
         reports = download(store, ws, args.split, replace=args.replace, progress=progress)
     for report in reports:
         print(report.summary())
@@ -117,7 +97,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         config = SynthConfig(minutes=args.minutes, seed=args.seed, render=render, crf=args.crf)
     except ValueError as exc:
         raise BallspotError(f"synth: {exc}") from None
-    with _tqdm_progress("synth", "frame") as progress:
+    with bar("synth", "frame") as progress:
         folders = generate(args.out, config, games=args.games, progress=progress)
     for folder in folders:
         print(folder)
@@ -135,7 +115,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         games = [args.game] if args.game else [g["url_local"] for g in store.games()
                                                if args.split is None or g["split"] == args.split]
         config = InferConfig(batch=args.batch, tta=not args.no_tta, device=args.device)
-        with _tqdm_progress(f"infer {version}", "frame") as progress:
+        with bar(f"infer {version}", "frame") as progress:
             done = infer_games(store, ws, version, folder, games, config, progress=progress,
                                skip_missing=args.game is None)
         skipped = sorted(set(games) - {g for g, _ in done})
@@ -152,11 +132,10 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import os
 
-    from tqdm import tqdm
-
+    from core.metrics import VALID_MAP
     from core.runner import resolve_model
     from core.training import TrainConfig, train
-    from core.training.progress import describe
+    from core.training.progress import records_to
 
     ws = Workspace.at(args.workspace)
     config = TrainConfig.load(args.config, epochs=args.epochs)
@@ -171,28 +150,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = ws.run_dir("train", run_id)
     else:
         out = ws.run_dir("train")
-    bar = tqdm(total=config.epochs, unit="epoch", desc="train", file=sys.stderr, disable=rank != 0)
-
-    def progress(record: dict) -> None:
-        update = describe(record, config.epochs)  # the words a job's log uses too
-        if update.kind == "note":
-            bar.write(update.text)
-        elif update.kind == "epoch":
-            bar.update(1)
-            bar.write(update.text)
-        else:
-            bar.set_postfix_str(update.text, refresh=True)
-
-    with _store(args) as store:
+    with _store(args) as store, bar("train", "%", enabled=rank == 0) as progress:
         init, parent = None, None
         if args.init:
             parent, init = resolve_model(store, args.init)
         row = train(config, store, ws, out=out, init=init, parent=parent, resume=bool(args.resume),
-                    progress=progress)
-    bar.close()
+                    progress=records_to(progress, config.epochs))  # the words a job's log uses too
     if row is not None:
         metrics = row["metrics"]
-        print(f"Registered model {row['version']} at {row['path']}: valid mAP@1 {metrics['valid_map@1']}")
+        print(f"Registered model {row['version']} at {row['path']}: valid mAP@1 {metrics[VALID_MAP]}")
     return 0
 
 
@@ -289,16 +255,10 @@ def cmd_job_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the demo workspace (synthetic games, the demo model, its predictions)."""
-    from tqdm import tqdm
-
     from core.demo import build_demo
 
     ws = Workspace.at(args.workspace).ensure()
-    with _store(args) as store, tqdm(total=100, unit="%", desc="demo", file=sys.stderr) as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.set_description_str(message)
-            bar.update(round(100 * fraction) - bar.n)
-
+    with _store(args) as store, bar("demo", "%") as progress:
         result = build_demo(store, ws, progress=progress)
     print(f"Demo ready in {ws.root}: {len(result['games'])} games, {result['predictions']} predictions of model "
           f"{result['model']}")

@@ -20,6 +20,7 @@ from core.errors import BallspotError
 from core.export import export, unreviewed_note
 from core.ingest import import_source
 from core.overview import games_table
+from core.progress import Step
 from core.splits import SPLITS
 from core.store import Store
 from core.workspace import Workspace
@@ -60,9 +61,9 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
             author = users(request) or author  # the login, not what the form says
         log: list[str] = []
 
-        def report(done: int, total: int, message: str) -> None:
-            progress((done, total), desc=message)
-            log.append(f"{time.strftime('%H:%M:%S')} {message}")
+        def report(step: Step) -> None:
+            progress((step.done, step.total), desc=step.text)
+            log.append(f"{time.strftime('%H:%M:%S')} {step.text}")
 
         try:
             result = import_source(store, source, workspace=workspace, split=split or None, replace=replace,

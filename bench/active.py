@@ -23,6 +23,7 @@ from pathlib import Path
 from core.active import review_queue
 from core.ingest import import_source
 from core.jobs import InferParams, RetrainParams, reinfer, retrain
+from core.progress import quiet
 from core.labels import LABEL_FILE, ms_to_frame
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
@@ -101,7 +102,6 @@ def main() -> None:
     base = data / "ws-round0"
     shutil.rmtree(base, ignore_errors=True)
     ws = Workspace.at(base).ensure()
-    quiet = lambda f, m: None  # noqa: E731
     t0 = time.perf_counter()
     with Store.open(ws) as store:
         import_source(store, games["seed"], workspace=ws, split="train")

@@ -18,9 +18,11 @@ from pathlib import Path
 
 from core.ingest import import_source
 from core.labels import CLASSES
+from core.metrics import VALID_MAP
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
 from core.training import TrainConfig, train
+from core.training.progress import is_epoch, record_map
 from core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,8 +73,8 @@ def main() -> None:
         elif r.get("phase") == "track" and "steps" in r and r["step"] == r["steps"]:
             print(f"track classifier: {r['steps']} steps on every frame, {r['seconds']:.0f} s, "
                   f"loss {r['loss']:.4f}", flush=True)
-        elif "valid_map" in r:
-            vm = "   -  " if r["valid_map"] is None else f"{r['valid_map']:.4f}"
+        elif is_epoch(r):
+            vm = "   -  " if record_map(r) is None else f"{record_map(r):.4f}"
             print(f"epoch {r['epoch']:3d}  loss {r['loss']:.4f}  valid mAP@1 {vm}  "
                   f"{r['samples_per_s']:.0f} samples/s  {time.perf_counter() - t0:6.0f} s", flush=True)
 
@@ -82,7 +84,7 @@ def main() -> None:
     print("\nper class (best epoch):")
     for name in CLASSES:
         print(f"  {name:28s} {metrics['per_class'].get(name, 0.0):.3f}")
-    best = metrics["valid_map@1"]
+    best = metrics[VALID_MAP]
     print(f"\nbest valid mAP@1 {best:.4f} (target {TARGET_MAP}); {minutes:.1f} min (limit {TARGET_MINUTES:.0f}); "
           f"{'MET' if best >= TARGET_MAP and minutes <= TARGET_MINUTES else 'NOT MET'}")
     if args.export:

@@ -12,12 +12,13 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from core.errors import BallspotError
 from core.infer import InferConfig
 from core.ingest import import_source
 from core.labels import LABEL_FILE
+from core.metrics import VALID_MAP
+from core.progress import Progress, at, part, quiet
 from core.runner import infer_games
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
@@ -30,9 +31,6 @@ DEMO_VERSION = "demo"
 TRUTH_FILE = "Labels-ball.truth.json"
 #: The demo games: small enough to render and score in about two minutes on 2 cores.
 DEMO_SYNTH = SynthConfig(minutes=3, seed=2024, render=RenderOptions(640, 360, ball_scale=3), exact=False)
-
-Progress = Callable[[float, str], None]
-
 
 def is_empty(store: Store) -> bool:
     return not store.games()
@@ -48,22 +46,22 @@ def build_demo(store: Store, workspace: Workspace, *, model: Path = DEMO_MODEL, 
         raise BallspotError(f"{model}: the demo model is missing (rebuild it: see README, 'The demo model')")
     if not is_empty(store):
         raise BallspotError(f"{workspace.root} already has games: the demo is built into an empty workspace")
-    report = progress or (lambda fraction, message: None)
+    report = progress or quiet
     out = workspace.sources_dir / "demo"
     shutil.rmtree(out, ignore_errors=True)
     plans = [("train", synth), ("valid", replace(synth, minutes=synth.minutes / 2)), ("test", synth)]
     total = sum(c.n_frames for _, c in plans)
     folders, done = [], 0
     for k, (split, config) in enumerate(plans):
-        def frames_done(d: int, n: int, base: int = done, k: int = k) -> None:
-            report(0.6 * (base + d) / total, f"rendering synthetic game {k + 1}/{len(plans)} ({split})")
-        folders.append(generate_game(out, config, index=k, progress=frames_done))
+        rendering = part(report, 0.6 * done / total, 0.6 * (done + config.n_frames) / total,
+                         f"rendering synthetic game {k + 1}/{len(plans)} ({split})")
+        folders.append(generate_game(out, config, index=k, progress=rendering))
         done += config.n_frames
     truth = folders[2] / TRUTH_FILE
     (folders[2] / LABEL_FILE).replace(truth)
     doc = json.loads(truth.read_text())
     (folders[2] / LABEL_FILE).write_text(json.dumps({**doc, "annotations": []}, indent=2))
-    report(0.6, "importing")
+    report(at(0.6, "importing"))
     for folder, (split, _) in zip(folders, plans):
         import_source(store, folder, workspace=workspace, split=split)
     names = [json.loads((f / LABEL_FILE).read_text())["UrlLocal"] for f in folders]
@@ -74,12 +72,12 @@ def build_demo(store: Store, workspace: Workspace, *, model: Path = DEMO_MODEL, 
     store.register_model(DEMO_VERSION, path=str(target.resolve()),
                          config=json.loads((target / "config.json").read_text()), metrics=trained)
     infer_games(store, workspace, DEMO_VERSION, target, names[1:], InferConfig(tta=False),
-                progress=lambda d, n, name: report(0.65 + 0.3 * d / max(n, 1), "the demo model spots events"))
+                progress=part(report, 0.65, 0.95, "the demo model spots events"))
     valid = score_version(store, DEMO_VERSION, [names[1]])
-    metrics = {"valid_map@1": valid.mAP, "per_class": valid.per_class, "support": valid.support,
+    metrics = {VALID_MAP: valid.mAP, "per_class": valid.per_class, "support": valid.support,
                "valid_games": [names[1]], "reviewed_labels": trained.get("reviewed_labels"), "trained": trained}
     store.set_model_metrics(DEMO_VERSION, metrics)  # measured here, like every retrained version
     set_active(store, DEMO_VERSION)
-    report(1.0, "demo ready")
-    return {"games": [str(f) for f in folders], "model": DEMO_VERSION, "valid_map@1": valid.mAP,
+    report(at(1.0, "demo ready"))
+    return {"games": [str(f) for f in folders], "model": DEMO_VERSION, VALID_MAP: valid.mAP,
             "predictions": len(store.predictions(names[2], DEMO_VERSION))}

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import BallspotError
-from core.ingest import ImportReport, Progress, import_source
+from core.ingest import ImportReport, import_source
+from core.progress import Progress
 from core.splits import SPLITS
 from core.store import Store
 from core.workspace import Workspace

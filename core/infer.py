@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -18,11 +18,10 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
 from core.labels import CLASSES, FPS, TEAMS_ROLE, TEAMS_SIDE
+from core.progress import Progress, Step
 from core.model import BallActionModel, ModelConfig, normalise, window_index
 from core.video import FrameReader
 
-#: ``progress(done_frames, total_frames)``; total may be an estimate until the video ends.
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -173,7 +172,7 @@ def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: I
             del cache[f]
         buf.forget_before(oldest)
         if progress is not None:
-            progress(t, max(total, buf.read))
+            progress(Step(t, max(total, buf.read), "frames"))
     empty = np.zeros((0, mc.num_classes), np.float32)
     return GameScores(np.concatenate(scores) if scores else empty, np.concatenate(teams) if teams else empty,
                       np.concatenate(gaps) if gaps else None)

@@ -19,18 +19,16 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from core.errors import BallspotError, InputError, Problem
 from core.formats import MAX_NAME_BYTES, check_url_local, parse_labels
 from core.labels import LABEL_FILE, frame_to_ms
+from core.progress import Progress, Step, quiet
 from core.splits import split_of
 from core.store import GameImport, ImportResult, Store
 from core.video import VideoInfo, find_videos, probe
 from core.workspace import Workspace
 
-#: ``progress(done, total, message)``: the CLI draws it with tqdm, the UI with its progress bar.
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -382,10 +380,10 @@ def import_source(
     """
     src = Path(source).expanduser()
     workspace.guard(src)
-    say = progress or (lambda _done, _total, _msg: None)
+    say = progress or quiet
     fresh: Path | None = None  # a folder this import unpacked: removed again if it fails
     if src.is_file() and zipfile.is_zipfile(src):
-        say(0, 1, f"unpacking {src.name}")
+        say(Step(0, 1, f"unpacking {src.name}"))
         sources = workspace.ensure().sources_dir
         dest = unpacked_folder(src, sources)
         fresh = None if (dest / ".unpacked").exists() else dest
@@ -404,7 +402,7 @@ def import_source(
                 raise
             # Named as the zip's entries: the unpacked copies are about to be removed.
             raise InputError([_as_zip_entry(p, root, src) for p in exc.problems]) from None
-        say(len(games), len(games), f"writing {len(games)} game(s) to {store.path.name}")
+        say(Step(len(games), len(games), f"writing {len(games)} game(s) to {store.path.name}"))
         result = store.bulk_import(games, replace=replace, author=author)
     except BaseException:
         if fresh is not None and not _in_use(store, fresh):
@@ -434,7 +432,7 @@ def _read_games(store: Store, src: Path, root: Path, workspace: Workspace, split
     warnings: list[Problem] = []
     seen: dict[str, Path] = {}
     for i, folder in enumerate(folders):
-        say(i, len(folders), f"reading {folder.name}")
+        say(Step(i, len(folders), f"reading {folder.name}"))
         try:
             game, notes = read_game(folder, workspace=workspace, split=split)
         except InputError as exc:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from core.errors import BallspotError
+from core.progress import Progress, Step, at, part
 from core.store import Store, now
 from core.workspace import Workspace
 
@@ -170,7 +171,8 @@ def log_tail(job: dict, lines: int = 40) -> str:
 # --------------------------------------------------------------------------- running a job
 
 
-Report = Callable[[float, str], None]
+#: A job's progress: each step goes to its row and its log (``run_job``).
+Report = Progress
 
 
 def _on_term(signum, frame) -> None:
@@ -194,7 +196,7 @@ def _last_write(store: Store, report: Report, message: str) -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
         with store.transaction():
-            report(0.99, message)
+            report(at(0.99, message))
             yield
         if ours:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -212,11 +214,10 @@ def run_job(store: Store, workspace: Workspace, job_id: int) -> dict:
         return store.job(job_id)
     signal.signal(signal.SIGTERM, _on_term)
 
-    def report(fraction: float, message: str) -> None:
-        if store.transition_job(job_id, ["running"], progress=round(min(max(fraction, 0.0), 1.0), 4),
-                                message=message) is None:
+    def report(step: Step) -> None:
+        if store.transition_job(job_id, ["running"], progress=round(step.fraction, 4), message=step.text) is None:
             raise Cancelled("cancelled")
-        print(f"{time.strftime('%H:%M:%S')} {fraction:6.1%} {message}", flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {step.fraction:6.1%} {step.text}", flush=True)
 
     params = store.job(job_id)["params"]
     kind = store.job(job_id)["kind"]
@@ -247,9 +248,9 @@ def _train_progress(config: TrainConfig, report: Report) -> Callable[[dict], Non
     last = [0.0]
 
     def progress(r: dict) -> None:
-        update = describe(r, config.epochs)
-        last[0] = max(last[0], 0.9 * update.fraction)  # a note keeps the bar where it is
-        report(last[0], update.text)
+        step = describe(r, config.epochs)
+        last[0] = max(last[0], 0.9 * step.fraction)  # a note keeps the bar where it is
+        report(at(last[0], step.text, step.kind))
     return progress
 
 
@@ -287,7 +288,7 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
     previous = active_version(store)
     init = resolve_model(store, previous)[1] if previous else None
     out = retrain_dir(workspace, job_id)
-    report(0.0, f"training from {previous or 'scratch'} with {Path(params.config).name}")
+    report(at(0.0, f"training from {previous or 'scratch'} with {Path(params.config).name}"))
     if params.gpus > 1:
         row = _torchrun(store, workspace, params, config, out, previous, report)
     else:
@@ -302,7 +303,7 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
     if games:
         sub = reinfer(store, workspace, InferParams(version=version, games=games, carry_from=previous,
                                                     activate=True, author=params.author),
-                      lambda f, m: report(0.9 + 0.1 * f, m))
+                      part(report, 0.9, 1.0))
         result["inference"] = sub
         activated, note = sub["activated"], f"; {sub['summary']}"
     else:
@@ -320,7 +321,7 @@ def _report_done(report: Report, summary: str) -> None:
     """The last progress line. Past the job's last write a cancel changes nothing, so one that
     came meanwhile is not raised here (``run_job`` records the job as done)."""
     try:
-        report(1.0, summary)
+        report(at(1.0, summary))
     except Cancelled:
         pass
 
@@ -335,7 +336,7 @@ def _torchrun(store: Store, workspace: Workspace, params: RetrainParams, config,
         cmd += ["--epochs", str(params.epochs)]
     if previous:
         cmd += ["--init", previous]
-    report(0.05, f"torchrun on {params.gpus} GPUs")
+    report(at(0.05, f"torchrun on {params.gpus} GPUs"))
     done = subprocess.run(cmd, cwd=ROOT)
     if done.returncode != 0:
         raise BallspotError(f"torchrun training failed (exit {done.returncode}); see the log")
@@ -359,9 +360,9 @@ def reinfer(store: Store, workspace: Workspace, params: InferParams, report: Rep
     source = params.carry_from if params.carry_from is not None else active_version(store)
     games = params.games or [g["url_local"] for g in store.games() if g["video_path"]]
     kept: dict[str, int] = {}
-    report(0.0, f"inference with {version} on {len(games)} game(s)")
+    report(at(0.0, f"inference with {version} on {len(games)} game(s)"))
     done = infer_games(store, workspace, version, folder, games, InferConfig(tta=params.tta),
-                       progress=lambda d, n, name: report(0.95 * d / max(n, 1), f"inference {name}"),
+                       progress=lambda step: report(at(0.95 * step.fraction, f"inference {step.text}")),
                        on_stored=kept.__setitem__)
     inferred = [name for name, _ in done]
     step = "carrying review decisions over" + (f" and activating {version}" if params.activate else "")

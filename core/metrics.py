@@ -34,6 +34,9 @@ METRICS: dict[str, tuple[int, ...]] = {
     "loose": tuple(range(5, 65, 5)),
 }
 THRESHOLDS = np.linspace(0, 1, 200)
+#: The key of the validation mAP@1 in a model version's metrics and in a training record
+#: (``progress.jsonl``, a checkpoint's history): one name for one number.
+VALID_MAP = "valid_map@1"
 RECALL_POINTS = np.arange(11) / 10
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 from core.errors import BallspotError, NotFoundError
 from core.infer import Event, InferConfig, infer_video, save_curves
 from core.model import CONFIG_FILE, load
+from core.progress import Progress, after
 from core.store import Store
 from core.video import open_game_video
 from core.versions import carry_over, decisions, register_version
@@ -59,7 +60,7 @@ def store_run(store: Store, version: str, game: int | str, events: list[Event]) 
 
 
 def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, games: list[str],
-                config: InferConfig, progress: Callable[[int, int, str], None] | None = None,
+                config: InferConfig, progress: Progress | None = None,
                 skip_missing: bool = True, on_stored: Callable[[str, int], None] | None = None
                 ) -> list[tuple[str, int]]:
     """Infer each game that has a video; store its events under ``version`` (``store_run``:
@@ -81,10 +82,9 @@ def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, 
     done_before = 0
     out = []
     for g in chosen:
-        report = None if progress is None else (
-            lambda d, _n, base=done_before, name=g["url_local"]: progress(base + d, total, name))
         with open_game_video(g) as video:  # the file imported, never what a link now points at
-            scores, events = infer_video(model, video, config, progress=report)
+            scores, events = infer_video(model, video, config, progress=after(progress, done_before, total,
+                                                                              g["url_local"]))
         kept = store_run(store, version, g["id"], events)
         save_curves(workspace.scores_path(version, g["id"]), scores)
         if on_stored is not None:

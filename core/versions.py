@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from core.errors import BallspotError
 from core.formats import annotation_dict, prediction_dict
 from core.labels import TARGET_SOURCES
-from core.metrics import GameEvents, MapResult, average_map
+from core.metrics import VALID_MAP, GameEvents, MapResult, average_map
 from core.store import Store
 from core.workspace import Workspace
 
@@ -74,7 +74,7 @@ def unscored_games(store: Store, previous: str | None, version: str) -> list[str
 
 
 def valid_map(row: dict) -> float | None:
-    return row["metrics"].get("valid_map@1")
+    return row["metrics"].get(VALID_MAP)
 
 
 def compare(store: Store, new: str, old: str | None) -> dict:
@@ -89,7 +89,7 @@ def compare(store: Store, new: str, old: str | None) -> dict:
         if metrics.get("support", {}).get(c, 1) == 0:
             return None
         return metrics.get("per_class", {}).get(c)
-    return {"new": new, "old": old, "map_new": a.get("valid_map@1"), "map_old": b.get("valid_map@1"),
+    return {"new": new, "old": old, "map_new": a.get(VALID_MAP), "map_old": b.get(VALID_MAP),
             "per_class": [{"class": c, "new": measured(a, c), "old": measured(b, c)} for c in classes]}
 
 
@@ -291,10 +291,10 @@ def learning_curve(store: Store) -> list[dict]:
     points = []
     for m in store.models():
         metrics = m["metrics"]
-        if metrics.get("valid_map@1") is None or metrics.get("reviewed_labels") is None:
+        if metrics.get(VALID_MAP) is None or metrics.get("reviewed_labels") is None:
             continue
         points.append({"version": m["version"], "labels": metrics["reviewed_labels"],
-                       "valid_map": metrics["valid_map@1"], "parent": m["parent"], "created": m["created"]})
+                       "valid_map": metrics[VALID_MAP], "parent": m["parent"], "created": m["created"]})
     return points
 
 

@@ -14,6 +14,7 @@ from core.active import QueueConfig, review_queue
 from core.infer import GameScores, save_curves
 from core.ingest import import_source
 from core.jobs import RetrainParams, cancel, refresh, retrain, submit
+from core.progress import quiet
 from core.review import edit
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
@@ -159,12 +160,12 @@ def test_the_whole_loop_on_the_cpu(loop_ws, tmp_path):
     re-infer: v2 registered with metrics, decisions carried over, two points on the curve."""
     config = _tiny(tmp_path, epochs=2, samples_per_epoch=64)
     with Store.open(loop_ws) as store:
-        first = retrain(store, loop_ws, RetrainParams(config=config, infer_games=[]), lambda f, m: None)
+        first = retrain(store, loop_ws, RetrainParams(config=config, infer_games=[]), quiet)
         v1 = first["version"]
         assert active_version(store) == v1
         b = store.game("synthetic/seed-41/02 - Reds - Blues")
         from core.jobs import InferParams, reinfer
-        reinfer(store, loop_ws, InferParams(version=v1, games=[b["url_local"]]), lambda f, m: None)
+        reinfer(store, loop_ws, InferParams(version=v1, games=[b["url_local"]]), quiet)
         preds = store.predictions(b["id"], v1)
         assert len(preds) >= 4, "the model predicted too little to review"
         truth = {(int(a["position"]) // 40, a["label"])
@@ -177,7 +178,7 @@ def test_the_whole_loop_on_the_cpu(loop_ws, tmp_path):
                           author="ana", cursor=store.change_cursor(), version=v1)
             assert result.ok, result.message
             decided[(p["frame"], p["label"])] = "accepted" if op == "accept" else "rejected"
-        second = retrain(store, loop_ws, RetrainParams(config=config, auto_activate=True), lambda f, m: None)
+        second = retrain(store, loop_ws, RetrainParams(config=config, auto_activate=True), quiet)
         v2 = second["version"]
         row = store.model(v2)
         assert row["parent"] == v1 and row["metrics"]["valid_map@1"] is not None
@@ -187,7 +188,7 @@ def test_the_whole_loop_on_the_cpu(loop_ws, tmp_path):
         else:  # worse on validation: the user confirms (versions.activate's job: infer, carry, activate)
             assert active_version(store) == v1
             inference = reinfer(store, loop_ws, InferParams(version=v2, games=[b["url_local"]], carry_from=v1,
-                                                            activate=True), lambda f, m: None)
+                                                            activate=True), quiet)
         assert inference["activated"] and active_version(store) == v2
         new = store.predictions(b["id"], v2)
         matched = set()
@@ -209,7 +210,7 @@ def test_a_stopped_job_leaves_the_previous_model_active(loop_ws, tmp_path, how):
     with Store.open(loop_ws) as store:
         if not store.models():
             retrain(store, loop_ws, RetrainParams(config=_tiny(tmp_path, epochs=1, samples_per_epoch=32)),
-                    lambda f, m: None)
+                    quiet)
         before = ([m["version"] for m in store.models()], active_version(store))
         job = submit(store, "retrain", {"config": config})
         queued = submit(store, "infer", {"version": before[1]})

@@ -28,6 +28,7 @@ from core.infer import Event, GameScores
 from core.ingest import import_source
 from core.jobs import Cancelled, InferParams, RetrainParams, refresh, reinfer, retrain, submit
 from core.labels import CLASSES
+from core.progress import Step, quiet
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
 from core.versions import ACTIVE_SETTING, active_version
@@ -38,10 +39,6 @@ FRAMES = 375  # each synthetic game: 0.25 min
 #: What every version "predicts" on every game (fake inference): 12 events, 30 frames apart.
 EVENTS = [Event(15 + 30 * k, CLASSES[k % 12], ("home", "away")[k % 2], 0.6) for k in range(12)]
 DECIDED = 10  # per review game
-
-
-def quiet(fraction: float, message: str) -> None:
-    pass
 
 
 def predict(store: Store, version: str, game: str) -> None:
@@ -99,8 +96,8 @@ def fake_inference(monkeypatch):
     """Inference returns ``EVENTS`` for any version and game, reporting progress half-way."""
     def infer_video(model, path, config=None, progress=None):
         if progress is not None:
-            progress(FRAMES // 2, FRAMES)
-            progress(FRAMES, FRAMES)
+            progress(Step(FRAMES // 2, FRAMES))
+            progress(Step(FRAMES, FRAMES))
         zeros = np.zeros((FRAMES, 12), np.float32)
         return GameScores(zeros, zeros), list(EVENTS)
 
@@ -124,8 +121,8 @@ def stop_at(phase: str, games: list[str], error: type[BaseException]):
     starts = {"training": "epoch", "inference": f"inference {games[1]}",  # the first game is stored by then
               "carry-over": "carrying review decisions over"}.get(phase)
 
-    def report(fraction: float, message: str) -> None:
-        if starts and message.startswith(starts):
+    def report(step: Step) -> None:
+        if starts and step.text.startswith(starts):
             raise error(f"stopped at {phase}")
     return report
 
@@ -184,8 +181,8 @@ def test_a_decision_made_on_v1_while_v2_infers_is_carried_to_v2(ws, template, fa
     v1, games = template["v1"], template["games"]
     late = {}
 
-    def review_meanwhile(fraction: float, message: str) -> None:
-        if message.startswith(f"inference {games[1]}") and not late:  # v2 has stored games[0] already
+    def review_meanwhile(step: Step) -> None:
+        if step.text.startswith(f"inference {games[1]}") and not late:  # v2 has stored games[0] already
             for g, op in zip(games, ("reject", "accept")):
                 p = next(p for p in store.predictions(g, v1) if p["status"] == "pending")
                 getattr(store, op)(p["id"], reviewer="cleo")
@@ -242,8 +239,8 @@ def test_re_running_the_active_version_keeps_decisions_made_while_it_infers(ws, 
     v1, games = template["v1"], template["games"]
     late = {}
 
-    def review_meanwhile(fraction: float, message: str) -> None:
-        if message.startswith(f"inference {games[1]}") and not late:  # games[1] not replaced yet
+    def review_meanwhile(step: Step) -> None:
+        if step.text.startswith(f"inference {games[1]}") and not late:  # games[1] not replaced yet
             p = next(p for p in store.predictions(games[1], v1) if p["status"] == "pending")
             store.reject(p["id"], reviewer="cleo")
             late[(games[1], p["frame"], p["label"])] = ("rejected", "cleo")

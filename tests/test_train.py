@@ -524,12 +524,38 @@ def test_one_reading_of_training_records_for_the_command_line_and_the_jobs():
                {"phase": "pretrain", "step": 5, "steps": 10, "ball_cell_accuracy": 0.5},
                {"phase": "track", "game": 1, "games": 2}, {"phase": "track", "step": 3, "steps": 6, "loss": 0.1},
                {"epoch": 1, "step": 2, "steps": 4, "loss": 0.5},
-               {"epoch": 1, "loss": 0.4, "valid_map": 0.25, "samples_per_s": 12.0},
+               {"epoch": 1, "loss": 0.4, "valid_map@1": 0.25, "samples_per_s": 12.0},
+               # a record of a run from before the key was unified: still an epoch, still its score
                {"epoch": 2, "step": 4, "steps": 4, "loss": 0.3}, {"epoch": 2, "loss": 0.2, "valid_map": None}]
     updates = [describe(r, epochs=2) for r in records]
-    assert [u.kind for u in updates] == ["note", "pretrain", "track", "track", "step", "epoch", "step", "epoch"]
+    assert [u.kind for u in updates] == ["note"] + ["progress"] * 4 + ["milestone", "progress", "milestone"]
     fractions = [u.fraction for u in updates[1:]]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and fractions[0] == 0.05
     assert updates[0].text == "pretraining skipped: no sidecar"
     assert updates[5].text == "epoch 1/2: loss 0.4000, valid mAP@1 0.2500, 12.0 samples/s"
     assert updates[7].text.endswith("valid mAP@1 -")
+    old = {"epoch": 3, "loss": 0.1, "valid_map": 0.5}
+    assert describe(old, epochs=3).text == "epoch 3/3: loss 0.1000, valid mAP@1 0.5000"
+    assert describe(old, epochs=3).fraction == 1
+
+
+def test_long_work_reports_one_kind_of_step_drawn_by_one_bar(tmp_path, capsys):
+    """Rendering, import, inference and training all report ``core.progress.Step``s; shares of
+    a bigger task (``part``) and work counted on (``after``) keep the whole's fraction growing."""
+    from core.progress import Step, after, bar, part
+    from core.synth import RenderOptions, SynthConfig, generate
+
+    steps: list[Step] = []
+    config = SynthConfig(minutes=0.05, seed=3, render=RenderOptions(160, 90))
+    generate(tmp_path, config, games=2, progress=steps.append)
+    assert all(isinstance(s, Step) for s in steps) and steps[-1].fraction == 1.0
+    assert [s.done for s in steps] == sorted(s.done for s in steps) and steps[-1].text == "game 2/2"
+    whole: list[Step] = []
+    part(whole.append, 0.5, 0.9, "second half")(Step(3, 4, "inner"))
+    after(whole.append, 10, 20, "game 2")(Step(5, 10))
+    assert whole == [Step(80.0, 100, "second half"), Step(15, 20, "game 2")]
+    assert whole[0].fraction == 0.8 and whole[1].fraction == 0.75
+    with bar("demo", "%") as progress:
+        progress(Step(50, 100, "halfway"))
+        progress(Step(60, 100, "epoch 1/2: done", "milestone"))
+    assert "epoch 1/2: done" in capsys.readouterr().err

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
 
 from core.formats import annotation_dict, dumps
 from core.labels import CLASSES, FPS, LABEL_FILE, TEAMS_ROLE
+from core.progress import Progress, Step, after
 from core.synth.events import script_events
 from core.synth.render import Renderer, RenderOptions
 from core.synth.sidecar import SIDECAR
@@ -25,10 +25,6 @@ from core.synth.world import World, simulate
 LEAGUE = "synthetic"
 #: Keyframe every half second: seeking (browser, filmstrip, training clips) stays cheap.
 GOP = 12
-
-#: ``progress(done_frames, total_frames)``.
-FrameProgress = Callable[[int, int], None]
-
 
 @dataclass
 class SynthConfig:
@@ -87,7 +83,7 @@ def labels_document(world: World, url_local: str) -> dict:
 
 
 def write_video(path: Path, renderer: Renderer, config: SynthConfig,
-                progress: FrameProgress | None = None) -> np.ndarray:
+                progress: Progress | None = None) -> np.ndarray:
     """Render and encode every frame; returns the ball's drawn pixel (u, v, radius) per frame."""
     n = config.n_frames
     ball_px = np.zeros((n, 3), np.float32)
@@ -106,14 +102,14 @@ def write_video(path: Path, renderer: Renderer, config: SynthConfig,
             for packet in stream.encode(frame):
                 out.mux(packet)
             if progress is not None and (i % 250 == 0 or i == n - 1):
-                progress(i + 1, n)
+                progress(Step(i + 1, n, "rendering"))
         for packet in stream.encode():
             out.mux(packet)
     return ball_px
 
 
 def generate_game(out_root: str | Path, config: SynthConfig, index: int = 0,
-                  progress: FrameProgress | None = None) -> Path:
+                  progress: Progress | None = None) -> Path:
     """Write one synthetic game under ``out_root``; returns its folder."""
     url_local = game_name(config.seed, index)
     folder = Path(out_root) / url_local
@@ -153,12 +149,11 @@ def _feet_pixels(renderer: Renderer, players: np.ndarray) -> np.ndarray:
 
 
 def generate(out_root: str | Path, config: SynthConfig, games: int = 1,
-             progress: Callable[[int, int, str], None] | None = None) -> list[Path]:
-    """Write ``games`` games; ``progress(done_frames, total_frames, message)``."""
+             progress: Progress | None = None) -> list[Path]:
+    """Write ``games`` games; progress in frames of all of them."""
     folders = []
     total = games * config.n_frames
     for k in range(games):
-        report = None if progress is None else (
-            lambda done, n, k=k: progress(k * config.n_frames + done, total, f"game {k + 1}/{games}"))
-        folders.append(generate_game(out_root, config, k, report))
+        folders.append(generate_game(out_root, config, k, after(progress, k * config.n_frames, total,
+                                                                 f"game {k + 1}/{games}")))
     return folders

@@ -10,10 +10,10 @@
 
 Callers import the public names from here: ``from core.training import TrainConfig, train``.
 """
-from core.training.config import PretrainConfig, Progress, TrainConfig
+from core.training.config import PretrainConfig, Records, TrainConfig
 from core.training.data import GameData, load_games
 from core.training.pretrain import NoSidecarError, pretrain
 from core.training.train import train, validate
 
-__all__ = ["GameData", "NoSidecarError", "PretrainConfig", "Progress", "TrainConfig", "load_games", "pretrain",
+__all__ = ["GameData", "NoSidecarError", "PretrainConfig", "Records", "TrainConfig", "load_games", "pretrain",
            "train", "validate"]

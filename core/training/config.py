@@ -14,8 +14,10 @@ import yaml
 from core.errors import BallspotError
 from core.model import ModelConfig
 
-#: What training reports to as it goes: one dict per record (pretraining, the track, epochs).
-Progress = Callable[[dict], None]
+#: Where training's records go as it runs: one dict per record (pretraining, the track, an epoch's
+#: steps and its end), the lines of the run's ``progress.jsonl``. ``core.training.progress``
+#: reads them as the :class:`core.progress.Step` every long task reports.
+Records = Callable[[dict], None]
 
 
 @dataclass

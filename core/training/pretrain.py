@@ -27,7 +27,7 @@ from core.errors import BallspotError
 from core.model import BALL_PREFIX, BallActionModel, BallHead, ModelConfig, normalise
 from core.store import Store
 from core.synth.sidecar import SIDECAR, Sidecar, load_sidecar
-from core.training.config import PretrainConfig, Progress, TrainConfig
+from core.training.config import PretrainConfig, Records, TrainConfig
 from core.training.data import load_games
 from core.workspace import Workspace
 
@@ -122,7 +122,7 @@ def _batch(games: list[tuple[np.ndarray, Sidecar]], config: ModelConfig, n: int,
 
 def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, workspace: Workspace,
              splits: list[str], out: Path, seed: int = 0,
-             progress: Progress | None = None) -> Path:
+             progress: Records | None = None) -> Path:
     """Pretrain the encoder on the synthetic games of ``splits`` (read from training's frame
     cache); write ``out`` (safetensors)."""
     size = tuple(model_config.input_size)
@@ -184,7 +184,7 @@ def pretrain(model_config: ModelConfig, config: PretrainConfig, store: Store, wo
 
 
 def pretrained_encoder(config: TrainConfig, store: Store, workspace: Workspace, out: Path, rank: int, world: int,
-                       progress: Progress | None) -> str | None:
+                       progress: Records | None) -> str | None:
     """Rank 0 pretrains the encoder on the training games' synthetic sidecars (once per run
     folder, so a resumed run reuses it); None when no training game has a sidecar."""
     path = out / "encoder.safetensors"

@@ -2,56 +2,66 @@
 
 Training reports dict records (they are also the lines of a run's ``progress.jsonl``, which
 the Models tab plots). The command line's bar and a background job's log and progress read
-them through :func:`describe`, so both say the same thing in the same words.
+them through :func:`describe` as the :class:`core.progress.Step` every long task reports, so
+both say the same thing in the same words.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.metrics import VALID_MAP
+from core.progress import Progress, Step, at
+
+if TYPE_CHECKING:
+    from core.training.config import Records
 
 #: The share of a run's progress bar that comes before the epochs (pretraining, the track).
 BEFORE_EPOCHS = 0.1
-
-
-@dataclass(frozen=True)
-class Update:
-    """One record, read: where the run is and one line about it."""
-
-    #: ``pretrain``, ``track``, ``step`` (inside an epoch), ``epoch`` (one ended) or ``note``
-    #: (something skipped: worth a line of its own, not a position).
-    kind: str
-    #: How much of the run is done, 0 to 1.
-    fraction: float
-    text: str
 
 
 def _map(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def describe(record: dict, epochs: int) -> Update:
+def record_map(record: dict) -> float | None:
+    """A record's validation mAP@1; runs written before the key was unified say ``valid_map``."""
+    return record[VALID_MAP] if VALID_MAP in record else record.get("valid_map")
+
+
+def is_epoch(record: dict) -> bool:
+    """Whether a record is an epoch's end (it carries a validation score, maybe None)."""
+    return VALID_MAP in record or "valid_map" in record
+
+
+def describe(record: dict, epochs: int) -> Step:
     """Read one training record (see ``core.training.train`` and ``core.training.track``)."""
     phase = record.get("phase")
     if "skipped" in record:
         text = record["skipped"]
-        return Update("note", 0.0, f"pretraining skipped: {text}" if phase == "pretrain" else text)
+        return at(0.0, f"pretraining skipped: {text}" if phase == "pretrain" else text, "note")
     if phase == "pretrain":
         accuracy = record.get("ball_cell_accuracy")
         found = "" if accuracy is None else f", ball found {accuracy:.0%}"
-        return Update("pretrain", BEFORE_EPOCHS * record["step"] / record["steps"],
-                      f"pretraining the encoder {record['step']}/{record['steps']}{found}")
+        return at(BEFORE_EPOCHS * record["step"] / record["steps"],
+                   f"pretraining the encoder {record['step']}/{record['steps']}{found}")
     if phase == "track":
         if "step" in record:
-            return Update("track", BEFORE_EPOCHS, f"the track classifier on every frame: step {record['step']}/"
-                                                  f"{record['steps']}, loss {record['loss']:.4f}")
-        return Update("track", BEFORE_EPOCHS, f"the ball's track of the training games: {record['game']}/"
-                                              f"{record['games']}")
+            return at(BEFORE_EPOCHS, f"the track classifier on every frame: step {record['step']}/"
+                                   f"{record['steps']}, loss {record['loss']:.4f}")
+        return at(BEFORE_EPOCHS, f"the ball's track of the training games: {record['game']}/"
+                                   f"{record['games']}")
     share = (1 - BEFORE_EPOCHS) / max(1, epochs)
-    if "valid_map" in record:
+    if is_epoch(record):
         speed = f", {record['samples_per_s']:.1f} samples/s" if "samples_per_s" in record else ""
-        return Update("epoch", BEFORE_EPOCHS + share * record["epoch"],
-                      f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f}, "
-                      f"valid mAP@1 {_map(record['valid_map'])}{speed}")
+        return at(BEFORE_EPOCHS + share * record["epoch"],
+                   f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f}, "
+                   f"valid mAP@1 {_map(record_map(record))}{speed}", "milestone")
     within = record["step"] / max(1, record["steps"])
-    return Update("step", BEFORE_EPOCHS + share * (record["epoch"] - 1 + within),
-                  f"epoch {record['epoch']}/{epochs} step {record['step']}/{record['steps']} "
-                  f"loss {record['loss']:.4f}")
+    return at(BEFORE_EPOCHS + share * (record["epoch"] - 1 + within),
+               f"epoch {record['epoch']}/{epochs} step {record['step']}/{record['steps']} "
+               f"loss {record['loss']:.4f}")
+
+
+def records_to(progress: Progress, epochs: int) -> Records:
+    """Training's records callback reporting each record to ``progress`` as a step."""
+    return lambda record: progress(describe(record, epochs))

@@ -20,7 +20,7 @@ from core.errors import BallspotError
 from core.infer import frame_tracks
 from core.model import BallActionModel, ModelConfig, has_ball_detector
 from core.training.clips import class_targets, move_track, random_motion
-from core.training.config import Progress, TrainConfig
+from core.training.config import Records, TrainConfig
 from core.training.data import GameData
 from core.training.loss import focal_loss, lr_factor
 
@@ -38,7 +38,7 @@ def require_ball_detector(config: TrainConfig) -> None:
 
 
 def set_up_track(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device, *,
-                 resume: bool, world: int, progress: Progress | None) -> list[torch.nn.Module]:
+                 resume: bool, world: int, progress: Records | None) -> list[torch.nn.Module]:
     """The ball's track of every training game and the track's branch trained on them (not
     again on ``resume``: the checkpoint holds it); returns the modules that stay as they are.
     ``progress``: rank 0's, None on the other ranks."""
@@ -57,7 +57,7 @@ def set_up_track(model: BallActionModel, games: list[GameData], config: TrainCon
 
 
 def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device,
-               progress: Progress | None = None) -> None:
+               progress: Records | None = None) -> None:
     """The ball's track of every frame of ``games`` by the model's (frozen) ball detector: what
     its heads see around each sample's centre, read from here rather than recomputed per sample."""
     size = tuple(config.model.input_size)
@@ -87,7 +87,7 @@ def track_sequence(game: GameData, first: int, length: int, config: ModelConfig)
 
 
 def train_track(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device,
-                progress: Progress | None = None, world: int = 1) -> list[float]:
+                progress: Records | None = None, world: int = 1) -> list[float]:
     """Train the track's branch (``TrackNet`` and its class logits) on every frame of the
     fully labelled training games, before the clips. A clip teaches it one frame; a game's track
     is a few numbers per frame, so here thousands of frames a step teach it the kicks (on

@@ -31,10 +31,11 @@ from core.metrics import GameEvents, average_map
 from core.model import BallActionModel, load_torch_file, normalise, save
 from core.store import Store
 from core.training.clips import ClipDataset, sample_epoch
-from core.training.config import Progress, TrainConfig
+from core.training.config import Records, TrainConfig
 from core.training.data import GameData, load_games
 from core.training.loss import focal_loss, lr_factor
 from core.training.pretrain import pretrained_encoder
+from core.training.progress import VALID_MAP, record_map
 from core.training.track import require_ball_detector, set_up_track
 from core.versions import register_version
 from core.workspace import Workspace
@@ -50,7 +51,7 @@ class Run:
     rank: int
     world: int
     #: Rank 0's reporting; the other ranks report nothing.
-    progress: Progress | None
+    progress: Records | None
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Optimisation:
 
 def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path, init: Path | None = None,
           parent: str | None = None, version: str | None = None, resume: bool = False,
-          progress: Progress | None = None) -> dict | None:
+          progress: Records | None = None) -> dict | None:
     """Train, validate each epoch, save the best EMA weights to ``out/model`` and register them.
 
     ``init`` fine-tunes that model (its architecture, this config's schedule); ``resume``
@@ -131,7 +132,7 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
 
 
-def _set_up(config: TrainConfig, out: Path, init: Path | None, progress: Progress | None) -> Run:
+def _set_up(config: TrainConfig, out: Path, init: Path | None, progress: Records | None) -> Run:
     """The ranks, the device, the seeds, and (fine-tuning) the architecture of ``init``."""
     rank, world = _distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
@@ -278,7 +279,7 @@ def _end_epoch(run: Run, model: BallActionModel, opt: Optimisation, valid_games:
     record = {"epoch": epoch, "loss": totals.loss / steps, "class_loss": totals.class_loss / steps,
               "lr": opt.scheduler.get_last_lr()[0],
               "samples_per_s": totals.samples * run.world / max(totals.seconds, 1e-9),
-              "valid_map": metrics["mAP@1"], "per_class": metrics["per_class"], "support": metrics["support"]}
+              VALID_MAP: metrics["mAP@1"], "per_class": metrics["per_class"], "support": metrics["support"]}
     history.append(record)
     with open(out / "progress.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -302,8 +303,8 @@ def _register(run: Run, store: Store, history: list[dict], train_games: list[Gam
     final = out / "model"
     shutil.rmtree(final, ignore_errors=True)
     shutil.copytree(out / "best", final)
-    best_record = max(history, key=lambda r: r["valid_map"] if r["valid_map"] is not None else -1)
-    metrics = {"valid_map@1": best_record["valid_map"], "per_class": best_record["per_class"],
+    best_record = max(history, key=lambda r: r_map if (r_map := record_map(r)) is not None else -1)
+    metrics = {VALID_MAP: record_map(best_record), "per_class": best_record["per_class"],
                "support": best_record.get("support", {}),
                "epochs": len(history), "train_games": [g.url_local for g in train_games],
                "valid_games": [g.url_local for g in valid_games],
