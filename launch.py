@@ -8,20 +8,21 @@
     python launch.py download --split ... # SoccerNet's downloader, then import
     python launch.py games                # the workspace at a glance
     python launch.py synth OUT            # synthetic matches with exact labels (offline demo, tests)
-    python launch.py train --config C     # train a model on the workspace's labels (torchrun for several GPUs)
+    python launch.py train --config C     # train a model on the workspace's labels
     python launch.py infer --model M      # a model's predictions on the workspace's games
     python launch.py evaluate --predictions P --labels L   # SoccerNet's mAP (and Team mAP)
     python launch.py queue                # what to review next, with the reasons
     python launch.py retrain              # fine-tune the active model on everything reviewed
     python launch.py jobs                 # background jobs: list, cancel, start the next
 
-Every subcommand takes ``--workspace DIR`` (default ``./data``).
+Every subcommand takes ``--workspace DIR`` (default ``./data``). Training on several GPUs runs
+the same code under torchrun, one command per node:
+``torchrun --nproc_per_node 4 -m core.training --config core/configs/ball_action.yaml``.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from core.errors import BallspotError
 from core.progress import bar
@@ -130,36 +131,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import os
+    from core.training.__main__ import run
 
-    from core.metrics import VALID_MAP
-    from core.runner import resolve_model
-    from core.training import TrainConfig, train
-    from core.training.progress import records_to
-
-    ws = Workspace.at(args.workspace)
-    config = TrainConfig.load(args.config, epochs=args.epochs)
-    rank = int(os.environ.get("RANK", "0"))
-    if args.resume or args.out:
-        out = Path(args.resume or args.out)
-    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Every rank must agree on the folder: torchrun's run id is the same for all of them.
-        run_id = os.environ.get("TORCHELASTIC_RUN_ID")
-        if not run_id or run_id == "none":
-            raise BallspotError("under torchrun, give --out (the ranks must share one run folder)")
-        out = ws.run_dir("train", run_id)
-    else:
-        out = ws.run_dir("train")
-    with _store(args) as store, bar("train", "%", enabled=rank == 0) as progress:
-        init, parent = None, None
-        if args.init:
-            parent, init = resolve_model(store, args.init)
-        row = train(config, store, ws, out=out, init=init, parent=parent, resume=bool(args.resume),
-                    progress=records_to(progress, config.epochs))  # the words a job's log uses too
-    if row is not None:
-        metrics = row["metrics"]
-        print(f"Registered model {row['version']} at {row['path']}: valid mAP@1 {metrics[VALID_MAP]}")
-    return 0
+    return run(args)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -285,6 +259,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from core.jobs import DEFAULT_RETRAIN_CONFIG, ROOT
     from core.splits import SPLITS
+    from core.training.__main__ import add_arguments as train_arguments
 
     help_ws = f"workspace folder (default: {DEFAULT_WORKSPACE})"
     # SUPPRESS in the subcommands so `launch.py --workspace W import ...` keeps W.
@@ -349,11 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("train", parents=[common], help="train a model on the workspace's labels")
-    p.add_argument("--config", required=True, help="core/configs/NAME.yaml")
-    p.add_argument("--init", default=None, metavar="CKPT_OR_VERSION", help="start from this model")
-    p.add_argument("--out", default=None, help="run folder (default: workspace runs/train-<time>)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted run")
+    train_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score predictions against labels with SoccerNet's metric")

@@ -330,7 +330,7 @@ def _torchrun(store: Store, workspace: Workspace, params: RetrainParams, config,
               report: Report) -> dict:
     """Several GPUs: the same training under torchrun; rank 0 registers the model."""
     cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", str(params.gpus),
-           str(ROOT / "launch.py"), "train", "--workspace", str(workspace.root), "--config", params.config,
+           "-m", "core.training", "--workspace", str(workspace.root), "--config", params.config,
            "--out", str(out)]
     if params.epochs:
         cmd += ["--epochs", str(params.epochs)]

@@ -115,7 +115,8 @@ def test_two_ddp_ranks_on_gloo_end_with_the_same_weights(ws, tmp_path):
     with Store.open(ws) as store:
         before = len(store.models())
     torchrun = Path(sys.executable).with_name("torchrun")
-    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "launch.py"), "train",
+    # What a retrain job on several GPUs runs (core.jobs._torchrun): the package's own entry.
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "core.training",
                            "--config", str(config), "--workspace", str(ws.root), "--out", str(run)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -9,11 +9,29 @@
 - ``train``: the loop, ``train()``, as its steps.
 
 Callers import the public names from here: ``from core.training import TrainConfig, train``.
+They are imported from their modules on first use (PEP 562), so that the command-line entry
+(``python -m core.training``, ``core.training.__main__``) can lay out its options without
+loading torch.
 """
-from core.training.config import PretrainConfig, Records, TrainConfig
-from core.training.data import GameData, load_games
-from core.training.pretrain import NoSidecarError, pretrain
-from core.training.train import train, validate
+import importlib
 
-__all__ = ["GameData", "NoSidecarError", "PretrainConfig", "Records", "TrainConfig", "load_games", "pretrain",
-           "train", "validate"]
+#: Public name -> the module of this package that defines it.
+_HOMES = {
+    "PretrainConfig": "config", "Records": "config", "TrainConfig": "config",
+    "GameData": "data", "load_games": "data",
+    "NoSidecarError": "pretrain", "pretrain": "pretrain",
+    "train": "train", "validate": "train",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value  # later look-ups find it without calling this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
