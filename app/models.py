@@ -5,9 +5,7 @@ core.jobs and core.versions.
 """
 from __future__ import annotations
 
-import json
 from typing import Callable
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -15,6 +13,7 @@ import pandas as pd
 from core.errors import BallspotError
 from core.jobs import DEFAULT_RETRAIN_CONFIG, CONFIGS, cancel, log_tail, refresh, retrain_dir, submit
 from core.store import Store
+from core.training.progress import run_curve
 from core.versions import activate, active_version, compare, diff, learning_curve, pending_activations, valid_map
 from core.workspace import Workspace
 
@@ -51,13 +50,7 @@ def _curve_frame(job: dict | None, workspace: Workspace | None = None) -> pd.Dat
     rows = []
     if job and job["kind"] == "retrain" and workspace is not None:
         run = (job["result"] or {}).get("run") or retrain_dir(workspace, job["id"])
-        log = Path(run) / "progress.jsonl"
-        if log.is_file():
-            for line in log.read_text().splitlines():
-                r = json.loads(line)
-                rows.append({"epoch": r["epoch"], "value": r["loss"], "series": "loss"})
-                if r.get("valid_map") is not None:
-                    rows.append({"epoch": r["epoch"], "value": r["valid_map"], "series": "valid mAP@1"})
+        rows = run_curve(run)
     return pd.DataFrame(rows, columns=["epoch", "value", "series"])
 
 

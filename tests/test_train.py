@@ -540,6 +540,21 @@ def test_one_reading_of_training_records_for_the_command_line_and_the_jobs():
     assert describe(old, epochs=3).fraction == 1
 
 
+def test_the_models_tab_plots_every_epoch_of_a_run_old_key_or_new(tmp_path):
+    """``run_curve`` reads a run's progress.jsonl for the loss and validation chart: epochs
+    written with the unified key and ones from runs before it; a run without epochs: no rows."""
+    import json
+
+    from core.training.progress import run_curve
+
+    assert run_curve(tmp_path) == []
+    lines = [{"epoch": 1, "loss": 0.5, "valid_map": 0.25}, {"epoch": 2, "loss": 0.4, "valid_map@1": None},
+             {"epoch": 3, "loss": 0.3, "valid_map@1": 0.5}]
+    (tmp_path / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert [(r["epoch"], r["series"], r["value"]) for r in run_curve(tmp_path)] == [
+        (1, "loss", 0.5), (1, "valid mAP@1", 0.25), (2, "loss", 0.4), (3, "loss", 0.3), (3, "valid mAP@1", 0.5)]
+
+
 def test_long_work_reports_one_kind_of_step_drawn_by_one_bar(tmp_path, capsys):
     """Rendering, import, inference and training all report ``core.progress.Step``s; shares of
     a bigger task (``part``) and work counted on (``after``) keep the whole's fraction growing."""

@@ -7,6 +7,8 @@ both say the same thing in the same words.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.metrics import VALID_MAP
@@ -65,3 +67,21 @@ def describe(record: dict, epochs: int) -> Step:
 def records_to(progress: Progress, epochs: int) -> Records:
     """Training's records callback reporting each record to ``progress`` as a step."""
     return lambda record: progress(describe(record, epochs))
+
+
+def run_curve(run: str | Path) -> list[dict]:
+    """A run's loss and validation mAP@1 per epoch, from its ``progress.jsonl``: rows of
+    ``epoch``, ``value`` and ``series`` (``loss`` or ``valid mAP@1``), what the Models tab plots.
+    No file yet (a run that has not finished an epoch): no rows."""
+    log = Path(run) / "progress.jsonl"
+    rows: list[dict] = []
+    if not log.is_file():
+        return rows
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if not is_epoch(record):
+            continue
+        rows.append({"epoch": record["epoch"], "value": record["loss"], "series": "loss"})
+        if record_map(record) is not None:
+            rows.append({"epoch": record["epoch"], "value": record_map(record), "series": "valid mAP@1"})
+    return rows
