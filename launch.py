@@ -9,13 +9,14 @@
     python launch.py games                # the workspace at a glance
     python launch.py synth OUT            # synthetic matches with exact labels (offline demo, tests)
     python launch.py train --config C     # train a model on the workspace's labels
+    python launch.py weights ENCODER --out FILE  # an encoder's ImageNet weights, kept for offline machines
     python launch.py infer --model M      # a model's predictions on the workspace's games
     python launch.py evaluate --predictions P --labels L   # SoccerNet's mAP (and Team mAP)
     python launch.py queue                # what to review next, with the reasons
     python launch.py retrain              # fine-tune the active model on everything reviewed
     python launch.py jobs                 # background jobs: list, cancel, start the next
 
-Every subcommand takes ``--workspace DIR`` (default ``./data``). Training on several GPUs runs
+Every subcommand that works on a workspace takes ``--workspace DIR`` (default ``./data``). Training on several GPUs runs
 the same code under torchrun, one command per node:
 ``torchrun --nproc_per_node 4 -m core.training --config core/configs/ball_action.yaml``.
 """
@@ -134,6 +135,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.training.__main__ import run
 
     return run(args)
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """Save an encoder's ImageNet weights (from the hub or its cache) for ``model.pretrained: FILE``."""
+    from core.weights import hub_weights, save_imagenet_weights
+
+    print(f"ImageNet weights of {args.encoder}: {hub_weights(args.encoder).repo_id} (Hugging Face hub, or its cache)",
+          file=sys.stderr)
+    out = save_imagenet_weights(args.encoder, args.out)
+    print(f"Wrote {out}. On a machine without the hub, set model.pretrained: {out} in the training config")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -259,7 +271,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from core.jobs import DEFAULT_RETRAIN_CONFIG, ROOT
     from core.splits import SPLITS
-    from core.training.__main__ import add_arguments as train_arguments
+    from core.cli import add_train_arguments
 
     help_ws = f"workspace folder (default: {DEFAULT_WORKSPACE})"
     # SUPPRESS in the subcommands so `launch.py --workspace W import ...` keeps W.
@@ -324,8 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("train", parents=[common], help="train a model on the workspace's labels")
-    train_arguments(p)
+    add_train_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("weights", help="save an encoder's ImageNet weights for offline machines (model.pretrained)")
+    p.add_argument("encoder", help="a timm encoder name, e.g. tf_efficientnetv2_b0 (a config's model.encoder)")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write them (.safetensors)")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("evaluate", help="score predictions against labels with SoccerNet's metric")
     p.add_argument("--predictions", required=True, help="folder of <game>/results_spotting.json")

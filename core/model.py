@@ -29,16 +29,22 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from timm.layers import DropPath
+from timm.models import adapt_input_conv
 
 from core.errors import BallspotError
 from core.labels import NUM_CLASSES
+from core.weights import IMAGENET, NONE, imagenet_encoder
 
 CONFIG_FILE = "config.json"
 #: Prefix of the ball detector's weights in an encoder weights file (see ``core.training.pretrain``).
 BALL_PREFIX = "ball."
 WEIGHTS_FILE = "model.safetensors"
+#: The key ``pretrained`` replaced: a weights file, or null for random initialisation. Configs and
+#: saved models that still carry it are read as ``pretrained: <file>`` / ``pretrained: none``.
+LEGACY_PRETRAINED = "pretrained_weights"
 
 
 def _centred(n: int, step: int) -> np.ndarray:
@@ -71,8 +77,11 @@ class ModelConfig:
     drop_path: float = 0.2
     gem_p: float = 3.0
     num_classes: int = NUM_CLASSES
-    #: A local weights file for the encoder (timm/ImageNet state dict); random init otherwise.
-    pretrained_weights: str | None = None
+    #: Where the encoder starts: "none" (random initialisation), "imagenet" (timm's ImageNet
+    #: weights through the Hugging Face hub and its cache: ``core.weights``) or the path of a
+    #: weights file (ImageNet's saved by ``launch.py weights``, or encoder pretraining's with its
+    #: ball detector). A model's saved weights include the encoder's: loading one reads none.
+    pretrained: str = NONE
     #: "role" (home/away) or "side" (left/right, which a horizontal flip swaps).
     team_mode: str = "role"
     #: Frames of the ball's track (one every ``frame_step``, centred) the heads also see; 0 for
@@ -82,6 +91,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.input_size = tuple(self.input_size)
+        name = "" if self.pretrained is None else str(self.pretrained).strip()
+        if name.lower() in ("", NONE, IMAGENET):
+            name = name.lower() or NONE
+        self.pretrained = name
         if self.frames % self.stack:
             raise ValueError(f"frames ({self.frames}) must be a multiple of stack ({self.stack})")
         if self.team_mode not in ("role", "side"):
@@ -89,6 +102,11 @@ class ModelConfig:
         if self.track_frames and (self.track_frames < 3 or self.track_frames % 2 == 0):
             raise ValueError(f"track_frames ({self.track_frames}) must be 0 or odd and at least 3 "
                              "(centred on the frame)")
+
+    @property
+    def pretrained_file(self) -> Path | None:
+        """The weights file ``pretrained`` names; None for ``none`` and ``imagenet``."""
+        return None if self.pretrained in (NONE, IMAGENET) else Path(self.pretrained)
 
     @property
     def stacks(self) -> int:
@@ -114,6 +132,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
+        data = dict(data)
+        if LEGACY_PRETRAINED in data:
+            if "pretrained" in data:
+                raise BallspotError(f"model settings: give pretrained only ({LEGACY_PRETRAINED} is its old name)")
+            data["pretrained"] = data.pop(LEGACY_PRETRAINED) or NONE
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -225,13 +248,16 @@ class BallActionModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = c = config
-        self.encoder = timm.create_model(c.encoder, pretrained=False, features_only=True, in_chans=c.stack,
-                                         out_indices=(c.feature_stage,), drop_path_rate=c.drop_path)
+        encoder_args = dict(in_chans=c.stack, out_indices=(c.feature_stage,), drop_path_rate=c.drop_path)
+        if c.pretrained == IMAGENET:  # timm loads them and adapts the stem to in_chans itself
+            self.encoder = imagenet_encoder(c.encoder, **encoder_args)
+        else:
+            self.encoder = timm.create_model(c.encoder, pretrained=False, features_only=True, **encoder_args)
         enc_channels = self.encoder.feature_info.channels()[-1]
         if c.track_frames:
             self.ball = BallHead(enc_channels)
-        if c.pretrained_weights:
-            self._load_encoder(Path(c.pretrained_weights))
+        if c.pretrained_file is not None:
+            self._load_encoder(c.pretrained_file)
         self._freeze_unused_encoder_stages()
         # Channels-last convolutions: on CUDA what tensor cores want; on a CPU (oneDNN) the
         # encoder runs about 2x faster too (bench/infer.py).
@@ -273,21 +299,38 @@ class BallActionModel(nn.Module):
         self.encoder.train()
 
     def _load_encoder(self, path: Path) -> None:
-        """Local encoder weights (e.g. timm's ImageNet ones saved once on a connected machine)."""
+        """A local encoder weights file: timm's ImageNet weights saved by ``launch.py weights``
+        (``core.weights``), or encoder pretraining's (``core.training.pretrain``)."""
         if not path.is_file():
-            raise BallspotError(f"{path}: pretrained weights file not found")
-        state = load_file(str(path)) if path.suffix == ".safetensors" else load_torch_file(path)
+            raise BallspotError(f"{path}: model.pretrained: no such weights file")
+        try:
+            state = load_file(str(path)) if path.suffix == ".safetensors" else load_torch_file(path)
+        except SafetensorError as exc:
+            raise BallspotError(f"{path}: model.pretrained: not a safetensors weights file ({exc})") from None
         # Encoder pretraining also saves its ball detector (``ball.*``), which the track uses.
         ball = {k[len(BALL_PREFIX):]: state.pop(k) for k in [k for k in state if k.startswith(BALL_PREFIX)]}
         if ball and self.config.track_frames:
             self.ball.load_state_dict(ball)
-        if self.config.stack != 3 and "conv_stem.weight" in state:
-            w = state["conv_stem.weight"]
-            stack = self.config.stack
-            state["conv_stem.weight"] = w.mean(1, keepdim=True).repeat(1, stack, 1, 1) * 3 / stack
-        missing, _ = self.encoder.load_state_dict(state, strict=False)
-        if len(missing) > len(state):
-            raise BallspotError(f"{path}: does not fit encoder {self.config.encoder} ({len(missing)} weights missing)")
+        own = self.encoder.state_dict()
+        for key, weight in state.items():
+            mine = own.get(key)
+            # The stem is the one weight whose input channels follow in_chans (the stack): adapted
+            # as timm adapts ImageNet's for in_chans, so a file saved by ``launch.py weights``
+            # starts the encoder exactly where ``pretrained: imagenet`` does.
+            if (mine is not None and weight.ndim == 4 and mine.ndim == 4 and weight.shape[1] != mine.shape[1]
+                    and weight.shape[0] == mine.shape[0] and weight.shape[2:] == mine.shape[2:]):
+                state[key] = adapt_input_conv(mine.shape[1], weight, base_chans=weight.shape[1])
+        try:
+            missing, _ = self.encoder.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shapes that differ: another encoder's weights
+            detail = " ".join(str(exc).split())[:300]
+            raise BallspotError(f"{path}: model.pretrained: does not fit encoder {self.config.encoder}: "
+                                f"{detail}") from None
+        # A BatchNorm's step counter is not a weight (timm's own checkpoints leave it out).
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing:
+            raise BallspotError(f"{path}: model.pretrained: does not fit encoder {self.config.encoder}: "
+                                f"{len(missing)} of its weights missing ({', '.join(missing[:3])}, ...)")
 
     def encode(self, stacks: torch.Tensor) -> torch.Tensor:
         """(N, stack, H, W) normalised frames -> the encoder's feature map (channels-last)."""
@@ -385,8 +428,9 @@ def load_config(folder: str | Path) -> ModelConfig:
         data = json.loads((folder / CONFIG_FILE).read_text())
     except FileNotFoundError:
         raise BallspotError(f"{folder}: no {CONFIG_FILE} (not a model folder)") from None
+    # Other keys (the metrics a run saves, LEGACY_PRETRAINED of older models) are not the architecture.
     data = {k: v for k, v in data.items() if k in {f.name for f in fields(ModelConfig)}}
-    data["pretrained_weights"] = None  # the saved weights include the encoder's
+    data["pretrained"] = NONE  # the saved weights include the encoder's
     return ModelConfig.from_dict(data)
 
 

@@ -142,7 +142,7 @@ def test_pretraining_learns_where_the_ball_is_and_feeds_the_encoder(ws, tmp_path
     last = np.mean([r["ball_cell_accuracy"] for r in records[-2:]])
     assert last >= 0.5 and last > first + 0.3, records
     state = load_file(str(path))
-    config.model.pretrained_weights = str(path)
+    config.model.pretrained = str(path)
     config.model.track_frames = 15
     model = BallActionModel(config.model)
     encoder, ball = model.encoder.state_dict(), model.ball.state_dict()

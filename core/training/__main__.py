@@ -12,18 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from core.cli import add_train_arguments
 from core.errors import BallspotError
 from core.progress import bar
 from core.workspace import DEFAULT_WORKSPACE, Workspace
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The train command's options (``launch.py train`` adds ``--workspace`` itself)."""
-    p.add_argument("--config", required=True, help="core/configs/NAME.yaml")
-    p.add_argument("--init", default=None, metavar="CKPT_OR_VERSION", help="start from this model")
-    p.add_argument("--out", default=None, help="run folder (default: workspace runs/train-<time>)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--resume", default=None, metavar="DIR", help="continue an interrupted run")
 
 
 def run_folder(workspace: Workspace, out: str | None, resume: str | None) -> Path:
@@ -65,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.training", description="train a model on a workspace's labels")
     p.add_argument("--workspace", default=str(DEFAULT_WORKSPACE))
-    add_arguments(p)
+    add_train_arguments(p)
     args = p.parse_args(argv)
     try:
         return run(args)

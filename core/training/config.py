@@ -71,7 +71,8 @@ class TrainConfig:
     #: Learning rate of the 2D encoder relative to the rest; 0 freezes it (weights and batch-norm
     #: statistics), which on a CPU after pretraining trains the rest several times faster.
     encoder_lr_scale: float = 1.0
-    #: Encoder pretraining on synthetic sidecars before training (0 steps: none); see core.training.pretrain.
+    #: Encoder pretraining on synthetic sidecars before training (0 steps: none), from a random
+    #: encoder only (``model.pretrained: none``); see core.training.pretrain.
     pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(steps=0))
     #: Models with a track: steps training the track's branch on every frame of the training
     #: games (``train_track``) before the clips; it then stays as trained. 0: with the clips only.

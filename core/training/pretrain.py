@@ -8,8 +8,8 @@ ball's cell on the feature map and its place inside the cell (the ball detector 
 ``ModelConfig.track_frames`` uses, saved with the encoder), its height, its motion in each half of the stack (so a
 change of speed or direction inside one stack shows), whether it is touched (its velocity
 jumps) within the stack, and which cells hold home or away players. The result is an
-encoder weights file that ``ModelConfig.pretrained_weights`` takes exactly as it takes
-ImageNet weights.
+encoder weights file that ``ModelConfig.pretrained`` takes exactly as it takes the ImageNet
+weights file ``launch.py weights`` saves.
 """
 from __future__ import annotations
 

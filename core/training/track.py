@@ -28,11 +28,11 @@ from core.training.loss import focal_loss, lr_factor
 def require_ball_detector(config: TrainConfig) -> None:
     """Fail, with the remedy, when the model reads the ball's track but no trained ball
     detector exists to draw it (real games have no sidecar to pretrain one on)."""
-    if config.model.track_frames and not has_ball_detector(config.model.pretrained_weights):
+    if config.model.track_frames and not has_ball_detector(config.model.pretrained_file):
         raise BallspotError(
             f"the config asks for the ball's track (model.track_frames: {config.model.track_frames}) but there "
             "is no trained ball detector to draw it. Give the config pretrain steps (pretrain: steps: 2400) "
-            "with training games that carry a synthetic positions.npz sidecar, set model.pretrained_weights "
+            "with training games that carry a synthetic positions.npz sidecar, set model.pretrained "
             "to an encoder file with a ball detector, start from a model that has one (--init), or use a "
             "config without model.track_frames (e.g. tiny.yaml)")
 

@@ -38,6 +38,7 @@ from core.training.pretrain import pretrained_encoder
 from core.training.progress import VALID_MAP, record_map
 from core.training.track import require_ball_detector, set_up_track
 from core.versions import register_version
+from core.weights import NONE, check_pretrained
 from core.workspace import Workspace
 
 
@@ -84,12 +85,14 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     ``init`` fine-tunes that model (its architecture, this config's schedule); ``resume``
     continues from ``out/checkpoint.pt``. Returns the registered model row (rank 0).
     """
+    if init is None:  # offline without the ImageNet weights (or a missing file): fail now, before any data loads
+        check_pretrained(config.model)
     run = _set_up(config, Path(out), init, progress)
     train_games, valid_games = _games(run, store, workspace)
     fingerprint = store.label_fingerprint([g.game_id for g in train_games])
-    if config.pretrain.steps and init is None and not config.model.pretrained_weights:
-        config.model.pretrained_weights = pretrained_encoder(config, store, workspace, run.out, run.rank, run.world,
-                                                             progress)
+    if config.pretrain.steps and init is None and config.model.pretrained == NONE:
+        config.model.pretrained = pretrained_encoder(config, store, workspace, run.out, run.rank, run.world,
+                                                     progress) or NONE
     if init is None:
         require_ball_detector(config)
     model, kept = _build(run, init, train_games, resume)
