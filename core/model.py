@@ -260,7 +260,7 @@ class BallActionModel(nn.Module):
             self._load_encoder(c.pretrained_file)
         self._freeze_unused_encoder_stages()
         # Channels-last convolutions: on CUDA what tensor cores want; on a CPU (oneDNN) the
-        # encoder runs about 2x faster too (bench/infer.py).
+        # encoder runs faster too (bench/infer.py measures it).
         self.encoder.to(memory_format=torch.channels_last)
         self.proj = nn.Sequential(nn.Conv2d(enc_channels, c.proj_channels, 1, bias=False),
                                   nn.BatchNorm2d(c.proj_channels), nn.SiLU())

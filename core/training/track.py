@@ -90,9 +90,9 @@ def train_track(model: BallActionModel, games: list[GameData], config: TrainConf
                 progress: Records | None = None, world: int = 1) -> list[float]:
     """Train the track's branch (``TrackNet`` and its class logits) on every frame of the
     fully labelled training games, before the clips. A clip teaches it one frame; a game's track
-    is a few numbers per frame, so here thousands of frames a step teach it the kicks (on
-    synthetic games, ``cpu_small.yaml`` in bench/learn.py: held-out mAP@1 0.73, against 0.40
-    when the track learnt from the clips alone). Rank 0 trains, the others take its weights.
+    is a few numbers per frame, so here thousands of frames a step teach it the kicks (the
+    README's Training section has bench/learn.py's figures with and without this step). Rank 0
+    trains, the others take its weights.
     Returns the loss of every step."""
     mc = model.config
     games = track_games(games)
