@@ -5,7 +5,7 @@
     python launch.py demo                 # build the demo workspace (synthetic games, the demo model)
     python launch.py import SRC           # SoccerNet labels (tree, game folder or .zip) into the workspace
     python launch.py export OUT           # labels (or --predictions VERSION) as SoccerNet JSON
-    python launch.py download --split ... # SoccerNet's downloader, then import
+    python launch.py download --split ... # SoccerNet's BAS-2024 (--release 2025: the team task's), then import
     python launch.py games                # the workspace at a glance
     python launch.py synth OUT            # synthetic matches with exact labels (offline demo, tests)
     python launch.py train --config C     # train a model on the workspace's labels
@@ -63,8 +63,9 @@ def cmd_download(args: argparse.Namespace) -> int:
     from core.download import download
 
     ws = Workspace.at(args.workspace)
-    with _store(args) as store, bar("import") as progress:
-        reports = download(store, ws, args.split, replace=args.replace, progress=progress)
+    with _store(args) as store, bar("download") as progress:
+        reports = download(store, ws, args.split, release=args.release, source=args.source, replace=args.replace,
+                           progress=progress)
     for report in reports:
         print(report.summary())
     return 0
@@ -163,15 +164,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.team:
         results.append(team_map(games, metric=args.metric))
     if args.json:
-        print(json.dumps([{"metric": r.metric, "mAP": r.mAP, "per_class": r.per_class, "support": r.support}
-                          for r in results], indent=2))
+        print(json.dumps([{"metric": r.metric, "mAP": r.mAP, "per_class": r.per_class, "support": r.support,
+                           **({"teams": list(r.teams)} if r.teams else {})} for r in results], indent=2))
         return 0
     table = pd.DataFrame({"events": [results[0].support[c] for c in CLASSES],
                           **{r.metric: [round(100 * r.per_class[c], 2) for c in CLASSES] for r in results}},
                          index=list(CLASSES))
     print(table.to_string())
     for r in results:
-        print(f"{r.metric} mAP: {100 * r.mAP:.2f}  ({len(games)} games)")
+        teams = f", teams {'/'.join(r.teams)}" if r.teams else ""
+        print(f"{r.metric} mAP: {100 * r.mAP:.2f}  ({len(games)} games{teams})")
     return 0
 
 
@@ -305,8 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", metavar="VERSION", help="a model version's predictions (results_spotting.json)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("download", parents=[common], help="download SoccerNet BAS-2024 and import it")
+    p = sub.add_parser("download", parents=[common],
+                       help="download SoccerNet BAS-2024 (or the 2025 team task's release) and import it")
     p.add_argument("--split", nargs="+", required=True, choices=SPLITS)
+    p.add_argument("--release", choices=("2024", "2025"), default="2024",
+                   help="2024: BAS-2024 (home/away) by SoccerNet's downloader; 2025: the team task (left/right), "
+                        "the Hugging Face dataset SoccerNet/SN-BAS-2025 (accept its terms; hf auth login or HF_TOKEN)")
+    p.add_argument("--from", dest="source", metavar="FOLDER",
+                   help="import a local copy of the release instead (<split>.zip or <split>/ each): no network")
     p.add_argument("--replace", action="store_true")
     p.set_defaults(func=cmd_download)
 
@@ -348,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True, help="folder of <game>/results_spotting.json")
     p.add_argument("--labels", required=True, help="folder of <game>/Labels-ball.json")
     p.add_argument("--metric", default="at1", choices=("at1", "at2", "at3", "at4", "at5", "tight", "loose"))
-    p.add_argument("--team", action="store_true", help="also Team mAP (class and team must match)")
+    p.add_argument("--team", action="store_true",
+                   help="also Team mAP (class and team must match; home/away or left/right, as the labels say)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

@@ -34,7 +34,7 @@ def documents(store: Store, *, games: list[str] | None = None, predictions: str 
         except ValueError as exc:
             raise BallspotError(f"game {g['id']}: UrlLocal {exc}") from None
         if predictions is None:
-            doc = labels_document(g["url_local"], g["url_youtube"], store.labels(g["id"]))
+            doc = labels_document(g["url_local"], g["url_youtube"], store.labels(g["id"]), g["extra"])
             name = LABEL_FILE
         else:
             doc = predictions_document(g["url_local"], store.predictions(g["id"], predictions))

@@ -13,22 +13,27 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from core.errors import InputError, Problem
+from core.errors import BallspotError, InputError, Problem
 from core.labels import (
     CLASSES,
     DEFAULT_VISIBILITY,
     MS_PER_FRAME,
+    TEAM_MODES,
     TEAMS,
     VISIBILITIES,
     frame_to_ms,
     game_time,
     ms_to_frame,
     parse_game_time,
+    team_vocabulary,
 )
 
 #: Keys of an annotation that the store models as columns; any others are kept verbatim.
 _KNOWN_KEYS = {"gameTime", "label", "position", "team", "visibility"}
 _REQUIRED_KEYS = ("position", "label", "team")
+#: Keys of a label file that the store models as columns (the game's id and link, its
+#: annotations); any others (the 2025 release's ``halftime``) are kept verbatim for export.
+_FILE_KEYS = ("UrlLocal", "UrlYoutube", "annotations")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class LabelFile:
     annotations: list[Annotation]
     #: Non-fatal notes (a position snapped to the 40 ms grid), each naming its entry.
     warnings: list[Problem] = field(default_factory=list)
+    #: The file's top-level keys beyond UrlLocal, UrlYoutube and annotations, in its order
+    #: (the 2025 release's ``halftime``, the end of the first half as a gameTime: "1 - 46:04").
+    extra: dict = field(default_factory=dict)
 
 
 def _entry_name(index: int, item: Any) -> str:
@@ -179,10 +187,16 @@ def parse_labels(text: str | bytes, path: str, *, duration_ms: float | None = No
         _check_text(url_youtube)
     except ValueError as exc:
         raise InputError(Problem(path, "UrlYoutube", str(exc))) from None
+    file_extra = {k: v for k, v in doc.items() if k not in _FILE_KEYS}
+    try:
+        _check_text(json.dumps(file_extra, ensure_ascii=False))
+    except ValueError as exc:
+        raise InputError(Problem(path, ", ".join(file_extra), f"top-level keys: {exc}")) from None
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
     annotations: list[Annotation] = []
+    entries: list[str] = []  # each annotation's entry name, for problems found across them
     seen: dict[tuple[int, str, str], str] = {}
     for index, item in enumerate(items):
         entry = _entry_name(index, item)
@@ -240,9 +254,28 @@ def parse_labels(text: str | bytes, path: str, *, duration_ms: float | None = No
             problems.append(Problem(path, entry, f"extra keys: {exc}"))
             continue
         annotations.append(Annotation(frame, label, team, visibility, extra))
+        entries.append(entry)
+    problems.extend(_mixed_teams(path, annotations, entries))
     if problems:
         raise InputError(problems)
-    return LabelFile(path, url_local or None, url_youtube, annotations, warnings)
+    return LabelFile(path, url_local or None, url_youtube, annotations, warnings, file_extra)
+
+
+def _mixed_teams(path: str, annotations: list[Annotation], entries: list[str]) -> list[Problem]:
+    """A file naming teams both by role and by side (``core.labels.team_vocabulary``) is
+    refused: one problem, at the first annotation of the vocabulary the file uses less."""
+    try:
+        team_vocabulary((a.team for a in annotations), path)
+        return []
+    except BallspotError:
+        pass
+    uses = {pair: [i for i, a in enumerate(annotations) if a.team in pair] for pair in TEAM_MODES.values()}
+    fewer, more = sorted(uses, key=lambda pair: len(uses[pair]))
+    first = uses[fewer][0]
+    return [Problem(path, entries[first], f"team {annotations[first].team!r}: {len(uses[more])} annotations of "
+                    f"this file name teams {'/'.join(more)} and {len(uses[fewer])} {'/'.join(fewer)}; a game "
+                    f"names them one way ({'/'.join(TEAM_MODES['role'])} in BAS-2024, "
+                    f"{'/'.join(TEAM_MODES['side'])} in the 2025 team task)")]
 
 
 def annotation_dict(frame: int, label: str, team: str, visibility: str, extra: dict | None = None) -> dict:
@@ -258,12 +291,15 @@ def annotation_dict(frame: int, label: str, team: str, visibility: str, extra: d
     return item
 
 
-def labels_document(url_local: str, url_youtube: str, rows: Iterable[dict]) -> dict:
-    """A ``Labels-ball.json`` document from store rows (sorted by frame, ties in creation order)."""
+def labels_document(url_local: str, url_youtube: str, rows: Iterable[dict], extra: dict | None = None) -> dict:
+    """A ``Labels-ball.json`` document from store rows (sorted by frame, ties in creation order);
+    ``extra``, the file's other top-level keys as imported (``halftime``), between UrlYoutube
+    and the annotations, where the 2025 release writes them."""
     rows = sorted(rows, key=lambda r: (r["frame"], r["id"]))
     return {
         "UrlLocal": url_local,
         "UrlYoutube": url_youtube,
+        **{k: v for k, v in (extra or {}).items() if k not in _FILE_KEYS},
         "annotations": [
             annotation_dict(r["frame"], r["label"], r["team"], r["visibility"], r["extra"])
             for r in rows

@@ -159,6 +159,7 @@ def read_game(folder: Path, *, workspace: Workspace, split: str | None = None,
         label_path=str(label_path.resolve()) if parsed else None,
         annotations=parsed.annotations if parsed else None,
         video=video,
+        extra=parsed.extra if parsed else {},
     )
     return game, truncated + (parsed.warnings if parsed else [])
 
@@ -258,6 +259,18 @@ def _overlaps(path: Path, zf: zipfile.ZipFile) -> list[Problem]:
     return problems
 
 
+def _encrypted(path: Path, zf: zipfile.ZipFile) -> list[Problem]:
+    """Encrypted entries, as one problem saying what to do: the split zips of SoccerNet's 2025
+    release are locked with the password it sends once its NDA is signed (AES, as far as we
+    know, which Python's zipfile cannot unpack), so the user unpacks them with that password."""
+    locked = [info.filename for info in zf.infolist() if info.flag_bits & 0x1]
+    if not locked:
+        return []
+    return [Problem(str(path), locked[0], f"{len(locked)} of its {len(zf.infolist())} entries are encrypted "
+                    "(SoccerNet locks its zips with the password it sends once its NDA is signed): unpack it with "
+                    f"that password, e.g. `7z x \"{path.name}\" -oFOLDER`, then import FOLDER")]
+
+
 def _check_zip(path: Path) -> zipfile.ZipFile:
     """Open a zip and refuse it if any entry would land outside its folder, is a link, or
     breaks a cap (see ``_entry_problems``)."""
@@ -265,7 +278,7 @@ def _check_zip(path: Path) -> zipfile.ZipFile:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(Problem(str(path), "", f"not a readable zip file ({exc})")) from None
-    problems = _entry_problems(path, zf)
+    problems = _entry_problems(path, zf) + _encrypted(path, zf)
     if problems:
         zf.close()
         raise InputError(problems)

@@ -14,6 +14,13 @@ installed package to 1e-9:
 * precision and recall at 200 thresholds ``linspace(0, 1, 200)`` over all games, AP by
   11-point interpolation, mAP the mean over classes (a class without ground truth counts 0);
 * ``tight`` averages mAP at 1..5 s and ``loose`` at 5, 10, ..., 60 s by the trapezoid rule.
+
+Team mAP (the 2025 team task) follows sn-teamspotting's scorer (``util/eval.py``,
+``mAPevaluateCodabench``, and ``util/score.py``), also checked to 1e-9: an AP per (class,
+team), each class's AP their weighted mean, the mean over classes. Its weights are the sums
+of the ground-truth vectors, where a "not shown" event counts -1 (a visible one +1). It scores
+the vocabulary the labels use (home/away or left/right); a prediction naming another team
+stops it, as the official scorer stops (a KeyError there).
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from core.errors import BallspotError
-from core.labels import CLASSES, FPS, LABEL_FILE, PREDICTION_FILE, metric_frame
+from core.labels import CLASSES, FPS, LABEL_FILE, PREDICTION_FILE, VISIBILITIES, common_team_vocabulary, metric_frame
 
 #: Tolerances in seconds of each metric.
 METRICS: dict[str, tuple[int, ...]] = {
@@ -56,6 +63,8 @@ class MapResult:
     per_class: dict[str, float]
     #: Ground-truth events per class (a class with none scores 0 and still counts in the mean).
     support: dict[str, int]
+    #: The two team names scored (Team mAP), None for class-only mAP.
+    teams: tuple[str, str] | None = None
 
 
 def _frame(position, framerate: int = FPS) -> int:
@@ -74,13 +83,25 @@ def _half_of_prediction(p: dict) -> int:
     return int(p.get("half", 1))
 
 
+def _ground_truth(game: GameEvents, cls: str, team: str | None, framerate: int = FPS) -> dict[int, int]:
+    """One class's ground-truth vector as SoccerNet fills it: position -> value, +1 for a
+    visible event and -1 for one "not shown", a later label on the same frame overwriting.
+    Halves 1 and 2 are separate vectors (BAS has only half 1); a position is
+    ``half * 10**9 + frame`` so they never meet."""
+    vector: dict[int, int] = {}
+    for a in game.labels:
+        half = _half_of_label(a)
+        if a["label"] == cls and (team is None or a.get("team") == team) and half in (1, 2):
+            unshown = a.get("visibility") == VISIBILITIES[1]
+            vector[half * 10**9 + _frame(a["position"], framerate)] = -1 if unshown else 1
+    return vector
+
+
 def _class_vectors(game: GameEvents, cls: str, team: str | None, framerate: int = FPS
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ground-truth positions, and prediction positions with their confidences, of one class,
-    sorted, duplicates resolved as SoccerNet's vectors do. Halves 1 and 2 are separate vectors
-    (BAS has only half 1); a position is ``half * 10**9 + frame`` so they never meet."""
-    gt = sorted({_half_of_label(a) * 10**9 + _frame(a["position"], framerate) for a in game.labels
-                 if a["label"] == cls and (team is None or a.get("team") == team) and _half_of_label(a) in (1, 2)})
+    sorted, duplicates resolved as SoccerNet's vectors do (see :func:`_ground_truth`)."""
+    gt = sorted(_ground_truth(game, cls, team, framerate))
     last: dict[int, float] = {}
     for p in game.predictions:
         half = _half_of_prediction(p)
@@ -163,23 +184,56 @@ def average_map(games: Sequence[GameEvents], metric: str = "at1", classes: Seque
     return MapResult(metric, mAPs[0], per_class, support)
 
 
-def team_map(games: Sequence[GameEvents], teams: tuple[str, str] = ("home", "away"), metric: str = "at1",
+def label_teams(games: Sequence[GameEvents]) -> tuple[str, str] | None:
+    """The team vocabulary the games' labels use (``core.labels.team_vocabulary``): one per
+    game and the same in every game, else :class:`BallspotError` naming the games."""
+    return common_team_vocabulary({f"{game.name}/{LABEL_FILE}": (a.get("team") for a in game.labels)
+                                   for game in games})
+
+
+def _check_prediction_teams(games: Sequence[GameEvents], teams: tuple[str, str]) -> None:
+    """Every prediction of a scored class names one of ``teams``: sn-teamspotting's scorer
+    looks up ``label-team`` in its table of 24 and stops on any other (KeyError); so do we,
+    naming the predictions."""
+    bad = [(game.name, i, p.get("team")) for game in games for i, p in enumerate(game.predictions)
+           if p.get("label") in CLASSES and p.get("team") not in teams]
+    if bad:
+        listed = "; ".join(f"{name}/{PREDICTION_FILE}: predictions[{i}] team {team!r}" for name, i, team in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise BallspotError(f"{len(bad)} prediction(s) name a team the labels do not use ({'/'.join(teams)}): "
+                            f"{listed}{more}")
+
+
+def team_map(games: Sequence[GameEvents], teams: tuple[str, str] | None = None, metric: str = "at1",
              classes: Sequence[str] = CLASSES, framerate: int = FPS) -> MapResult:
-    """Team mAP (the 2025 task): AP per (class, team), each class's AP the ground-truth-weighted
-    mean of its two teams, the mean over classes."""
+    """Team mAP (the 2025 task), as sn-teamspotting scores it: AP per (class, team), each
+    class's AP the mean of its two teams' weighted by their ground truth (visible events +1,
+    "not shown" -1, the sum of SoccerNet's label vector), the mean over classes.
+
+    ``teams``: the two team names to score; None scores the vocabulary the labels use
+    (:func:`label_teams`; no labels: home/away). A prediction naming another team is an error.
+    A class whose weights sum to 0 (no ground truth) scores 0, as in :func:`average_map`, where
+    the official script divides by zero (NaN).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    teams = teams or label_teams(games) or ("home", "away")
+    _check_prediction_teams(games, teams)
     per_class, support = {}, {}
     for cls in classes:
-        weighted, total = 0.0, 0
+        weighted, total, count = 0.0, 0, 0
         for team in teams:
             aps, n = [], 0
             for tolerance in METRICS[metric]:
                 ap, n = _ap_at(games, cls, team, tolerance * framerate, framerate)
                 aps.append(ap)
-            weighted += _integrate(aps) * n
-            total += n
+            weight = sum(sum(_ground_truth(g, cls, team, framerate).values()) for g in games)
+            weighted += _integrate(aps) * weight
+            total += weight
+            count += n
         per_class[cls] = weighted / total if total else 0.0
-        support[cls] = total
-    return MapResult(f"team-{metric}", float(np.mean(list(per_class.values()))), per_class, support)
+        support[cls] = count
+    return MapResult(f"team-{metric}", float(np.mean(list(per_class.values()))), per_class, support, tuple(teams))
 
 
 def _read_list(path: Path, key: str) -> list[dict]:

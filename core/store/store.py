@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -49,6 +49,8 @@ class GameImport:
     #: None when the source has no label file for this game (video only, e.g. challenge).
     annotations: list[Annotation] | None = None
     video: VideoInfo | None = None
+    #: The label file's top-level keys beyond its annotations (the 2025 ``halftime``): ``games.extra``.
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -494,6 +496,7 @@ class Store(History, Jobs):
                     "SELECT frame, label, team, visibility FROM labels WHERE game_id = ? ORDER BY frame, label, team",
                     (g["id"],),
                 ):
+                row["extra"] = encode_json(g.extra)  # the file's, replacing what an older file said
                     h.update(f"L{tuple(r.values())}\n".encode())
                 for r in self._query(
                     "SELECT frame, label, team FROM predictions WHERE game_id = ? AND status = 'rejected' "

@@ -15,7 +15,15 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from core.formats import annotation_dict
-from core.labels import CLASS_INDEX, FPS, REVIEW_SOURCES, TARGET_SOURCES
+from core.labels import (
+    CLASS_INDEX,
+    FPS,
+    REVIEW_SOURCES,
+    TARGET_SOURCES,
+    TEAM_MODES,
+    common_team_vocabulary,
+    team_mode_of,
+)
 from core.model import ModelConfig, window_index
 from core.store import Store
 from core.training.config import TrainConfig
@@ -24,6 +32,8 @@ from core.workspace import Workspace
 
 #: Caches up to this size are built in memory-mapped files; larger ones read the video.
 FRAME_CACHE_LIMIT = 24 * 2**30
+#: The second name of either vocabulary (away, right): an event's team 1 (the team head predicts the first).
+_SECOND_TEAMS = {pair[1] for pair in TEAM_MODES.values()}
 
 
 @dataclass
@@ -113,7 +123,7 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
             continue
         labels = store.labels(g["id"], sources=REVIEW_SOURCES if partial else TARGET_SOURCES)
         n = int(g["frame_count"])
-        events = np.array([(r["frame"], CLASS_INDEX[r["label"]], int(r["team"] in ("away", "right")))
+        events = np.array([(r["frame"], CLASS_INDEX[r["label"]], int(r["team"] in _SECOND_TEAMS))
                            for r in labels if r["frame"] < n], dtype=np.int64).reshape(-1, 3)
         negatives = np.array([p["frame"] for p in store.predictions(g["id"]) if p["status"] == "rejected"],
                              dtype=np.int64)
@@ -127,3 +137,13 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
         out.append(GameData(g["id"], g["url_local"], n, frames, g, events, negatives, annotations,
                             partial))
     return out
+
+
+def team_mode(games: list[GameData]) -> str:
+    """The model's ``team_mode`` the training games' labels call for: ``side`` when they name
+    teams left/right (the 2025 team task: flip augmentation and flip TTA then swap the team),
+    ``role`` for home/away (BAS-2024) or no labels. Games naming teams both ways (within one
+    game, or one game one way and another the other) are a :class:`BallspotError` naming them:
+    one team head cannot learn both."""
+    return team_mode_of(common_team_vocabulary({g.url_local: (a["team"] for a in g.labels) for g in games},
+                                               "training games"))

@@ -32,7 +32,7 @@ from core.model import BallActionModel, load_torch_file, normalise, save
 from core.store import Store
 from core.training.clips import ClipDataset, sample_epoch
 from core.training.config import Records, TrainConfig
-from core.training.data import GameData, load_games
+from core.training.data import GameData, load_games, team_mode
 from core.training.loss import focal_loss, lr_factor
 from core.training.pretrain import pretrained_encoder
 from core.training.progress import VALID_MAP, record_map
@@ -89,6 +89,7 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         check_pretrained(config.model)
     run = _set_up(config, Path(out), init, progress)
     train_games, valid_games = _games(run, store, workspace)
+    config.model.team_mode = team_mode(train_games)  # left/right labels: side mode, whatever the config said
     fingerprint = store.label_fingerprint([g.game_id for g in train_games])
     if config.pretrain.steps and init is None and config.model.pretrained == NONE:
         config.model.pretrained = pretrained_encoder(config, store, workspace, run.out, run.rank, run.world,
