@@ -48,6 +48,27 @@ def _config(tmp_path: Path, **changes) -> Path:
     return path
 
 
+def test_a_game_marked_fully_reviewed_trains_as_completely_labelled(tmp_path):
+    """Review work on a game outside the training splits trains only around what was reviewed
+    (its unreviewed stretches may hide events); once a reviewer marks the game fully reviewed,
+    it trains like a training split's game: every label a target, any other frame a negative."""
+    generate_game(tmp_path / "src", SynthConfig(minutes=0.1, seed=33, render=RenderOptions(160, 90), exact=False))
+    workspace = Workspace.at(tmp_path / "ws").ensure()
+    config = TrainConfig.load(TINY)
+    with Store.open(workspace) as store:
+        import_source(store, tmp_path / "src", workspace=workspace, split="test")
+        game = store.games()[0]
+        imported = len(store.labels(game["id"]))
+        store.add_label(game["id"], 10, "PASS", "home", author="ana")
+        [seen] = load_games(store, workspace, ["train"], config, reviewed=True)
+        assert seen.partial and len(seen.events) == 1  # the review work only
+        with store.transaction():
+            store.conn.execute("UPDATE games SET fully_reviewed = 'ana' WHERE id = ?", (game["id"],))
+        [full] = load_games(store, workspace, ["train"], config, reviewed=True)
+        assert not full.partial and len(full.events) == imported + 1
+        assert load_games(store, workspace, ["train"], config, reviewed=False) == []
+
+
 def test_targets_cover_seven_frames_each_side(ws):
     with Store.open(ws) as store:
         game = load_games(store, ws, ["train"], TrainConfig.load(TINY))[0]

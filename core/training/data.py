@@ -49,9 +49,9 @@ class GameData:
     events: np.ndarray  # (E, 3): frame, class, team (0 first team value, 1 second)
     negatives: np.ndarray  # (R,) frames of rejected predictions
     labels: list[dict]  # SoccerNet-style annotations, for validation mAP
-    #: Reviewed only in part (a game outside the training splits with review work): trained
-    #: on windows around its reviewed events and rejected predictions, never on random frames,
-    #: since an unreviewed stretch may hold events nobody labelled yet.
+    #: Reviewed only in part (a game outside the training splits with review work, not marked
+    #: fully reviewed): trained on windows around its reviewed events and rejected predictions,
+    #: never on random frames, since an unreviewed stretch may hold events nobody labelled yet.
     partial: bool = False
     #: (N, 3) the ball's track point of every frame (``core.infer.frame_tracks``), for models
     #: with ``track_frames``; computed once per run by the frozen ball detector.
@@ -118,9 +118,12 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
             continue
         if only is not None and g["url_local"] not in only:
             continue
-        partial = g["split"] not in splits
-        if partial and (not reviewed or g["split"] in config.valid_splits):
+        outside = g["split"] not in splits
+        if outside and (not reviewed or g["split"] in config.valid_splits):
             continue
+        # A game a reviewer marked fully reviewed is completely labelled, like a training
+        # split's: all its labels are targets and any frame away from them is a negative.
+        partial = outside and not g["fully_reviewed"]
         labels = store.labels(g["id"], sources=REVIEW_SOURCES if partial else TARGET_SOURCES)
         n = int(g["frame_count"])
         events = np.array([(r["frame"], CLASS_INDEX[r["label"]], int(r["team"] in _SECOND_TEAMS))
