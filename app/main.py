@@ -1,7 +1,8 @@
 """The browser app (Gradio 6 Blocks). Layout and wiring only: every handler calls ``core``.
 
-Tabs: Review (player, timeline, events, filmstrip, keyboard; app/review.py), Games, Import
-and Export. Every handler calls the same ``core`` functions as the command line.
+Tabs: Review (player, timeline, events, filmstrip, keyboard; app/review.py), Models (jobs,
+versions; app/models.py), Games (a row click opens the game in Review), Import and Export.
+Every handler calls the same ``core`` functions as the command line.
 """
 from __future__ import annotations
 
@@ -103,43 +104,62 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
             raise gr.Error(public(str(exc))) from None
         return str(out), f"Exported {len(written)} game(s) to {out.name}." + pending_note(games, predictions)
 
+    def open_in_review(evt: gr.SelectData):
+        """A click on a row of the Games table: that game, in the review tab (the review
+        component opens it when its ``goto_game`` changes; ``at`` makes every click a change)."""
+        name = (evt.row_value or [None])[0]
+        try:
+            g = store.game(str(name))
+        except BallspotError:
+            raise gr.Error(f"No game {str(name)[:200]!r}.") from None
+        return gr.Tabs(selected="review"), gr.HTML(goto_game={"game": g["id"], "at": time.time()})
+
     # Gradio keeps uploads and files it served in its cache: files older than an hour go, hourly.
     with gr.Blocks(title="Ballspot Studio", delete_cache=(3600, 3600), fill_width=True) as demo:
         shown = workspace.root if server_paths else workspace.root.name
         gr.Markdown(f"**Ballspot Studio** · workspace `{shown}`", elem_id="app-title")
-        with gr.Tab("Review"):
-            review_screen(store, workspace, users=users, public=public)
-        with gr.Tab("Models"):
-            fill_models, model_outputs = models_screen(store, workspace, public)
-        with gr.Tab("Games"):
-            games = gr.Dataframe(label="Games", interactive=False, elem_id="games-table")
-            refresh_btn = gr.Button("Refresh", size="sm")
-        with gr.Tab("Import"):
-            with gr.Row():
-                path = gr.Textbox(label="SoccerNet folder, game folder or .zip on this machine",
-                                  placeholder="/data/soccernet/england_efl", scale=3)
-                upload = gr.File(label="…or upload Labels-ball.json / .zip", file_types=[".json", ".zip"],
-                                 type="filepath", scale=2)
-            with gr.Row():
-                split = gr.Dropdown(["", *SPLITS], value="", label="Split (when SoccerNet does not know the game)")
-                replace = gr.Checkbox(label="Replace games already imported (old labels stay in the history)")
-                author = gr.Textbox(label="Your name (recorded in the history)")
-            import_btn = gr.Button("Import", variant="primary", elem_id="import-button")
-            import_log = gr.Textbox(label="Log", lines=10, elem_id="import-log")
-        with gr.Tab("Export"):
-            export_games = gr.Dropdown([g["url_local"] for g in store.games()], multiselect=True,
-                                       allow_custom_value=True,
-                                       label="Games (none = all)")
-            export_what = gr.Dropdown(["(labels)"], value="(labels)", label="Labels or a model version's predictions")
-            export_single = gr.Checkbox(label="One game: its JSON file alone, not a zip")
-            export_btn = gr.Button("Export SoccerNet JSON (.zip)", variant="primary")
-            export_file = gr.File(label="Download", interactive=False)
-            export_msg = gr.Markdown()
+        with gr.Tabs(selected="review") as tabs:
+            with gr.Tab("Review", id="review") as review_tab:
+                review = review_screen(store, workspace, users=users, public=public)
+            with gr.Tab("Models", id="models") as models_tab:
+                models = models_screen(store, workspace, public)
+            with gr.Tab("Games", id="games") as games_tab:
+                games = gr.Dataframe(label="Games (click a row to review that game)", interactive=False,
+                                     elem_id="games-table")
+                refresh_btn = gr.Button("Refresh", size="sm")
+            with gr.Tab("Import", id="import") as import_tab:
+                with gr.Row():
+                    path = gr.Textbox(label="SoccerNet folder, game folder or .zip on this machine",
+                                      placeholder="/data/soccernet/england_efl", scale=3)
+                    upload = gr.File(label="…or upload Labels-ball.json / .zip", file_types=[".json", ".zip"],
+                                     type="filepath", scale=2)
+                with gr.Row():
+                    split = gr.Dropdown(["", *SPLITS], value="", label="Split (when SoccerNet does not know the game)")
+                    replace = gr.Checkbox(label="Replace games already imported (old labels stay in the history)")
+                    author = gr.Textbox(label="Your name (recorded in the history)")
+                import_btn = gr.Button("Import", variant="primary", elem_id="import-button")
+                import_log = gr.Textbox(label="Log", lines=10, elem_id="import-log")
+            with gr.Tab("Export", id="export") as export_tab:
+                export_games = gr.Dropdown([g["url_local"] for g in store.games()], multiselect=True,
+                                           allow_custom_value=True,
+                                           label="Games (none = all)")
+                export_what = gr.Dropdown(["(labels)"], value="(labels)",
+                                          label="Labels or a model version's predictions")
+                export_single = gr.Checkbox(label="One game: its JSON file alone, not a zip")
+                export_btn = gr.Button("Export SoccerNet JSON (.zip)", variant="primary")
+                export_file = gr.File(label="Download", interactive=False)
+                export_msg = gr.Markdown()
 
         outputs = [games, export_games, export_what]
-        demo.load(refresh, outputs=outputs, api_name="games")
-        demo.load(fill_models, outputs=model_outputs, api_visibility="private")
-        refresh_btn.click(refresh, outputs=outputs, api_visibility="private")
+        # Nothing but the review screen's own calls runs when the page loads (it opens faster): the
+        # other tabs fill when they are opened, and the Models tab polls its jobs only while shown.
+        refresh_btn.click(refresh, outputs=outputs, api_name="games")
+        for tab in (games_tab, export_tab):
+            tab.select(refresh, outputs=outputs, api_visibility="private")
+        models_tab.select(models.fill, outputs=models.outputs, api_visibility="private")
+        for tab in (review_tab, games_tab, import_tab, export_tab):
+            tab.select(lambda: gr.Timer(active=False), outputs=models.timer, api_visibility="private")
+        games.select(open_in_review, None, [tabs, review], api_visibility="private")
         import_btn.click(do_import, [path, upload, split, replace, author], [import_log, *outputs],
                          concurrency_limit=1, api_name="import")
         export_btn.click(do_export, [export_games, export_what, export_single], [export_file, export_msg],

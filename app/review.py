@@ -5,6 +5,7 @@ a thin wrapper over ``core.review``; the store commits before any of them return
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
 from typing import Callable
@@ -13,7 +14,7 @@ import gradio as gr
 
 from core.errors import BallspotError
 from core.active import review_queue
-from core.review import delta, edit, filmstrip, game_choices, open_game, score_curve
+from core.review import delta, edit, filmstrip, game_choices, open_game, score_curve, start_game
 from core.versions import active_version
 from core.store import Store
 from core.video import open_game_video
@@ -22,6 +23,8 @@ from core.workspace import Workspace
 from app.server import video_url
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+#: Height in pixels of a filmstrip frame shown enlarged over the player.
+ENLARGED_HEIGHT = 540
 log = logging.getLogger("ballspot.review")
 
 
@@ -75,8 +78,12 @@ def review_screen(store: Store, workspace: Workspace, *, users: Callable[[object
             return name
         return str(data.get("author") or "").strip()[:64] or None
 
-    def list_games(data=None) -> list:
-        return [[name, gid] for name, gid in game_choices(store)]
+    def list_games(data=None) -> dict:
+        """The picker's entries; with ``start``, also the game to open first (the one with the
+        most pending predictions of the active model; None: the client reopens its last one)."""
+        games = [[name, gid] for name, gid in game_choices(store)]
+        wants_start = bool(_payload(data or {}).get("start"))
+        return {"games": games, "start": start_game(store, active_version(store)) if wants_start else None}
 
     def whoami(data=None, request: gr.Request = None) -> str | None:
         return users(request) if users is not None else None
@@ -85,6 +92,11 @@ def review_screen(store: Store, workspace: Workspace, *, users: Callable[[object
         data = open_game(store, _game_id(_payload(data)))
         data["video_url"] = video_url(data["game"]["id"]) if data["game"]["video"] else None
         return data
+
+    def open_game_text(data=None) -> str | dict:
+        """``open_game`` as JSON text, what the screen loads: Gradio's response encoder walks
+        every value of an answer (about 90 ms for a full match's 4,000 events), a string not."""
+        return json.dumps(open_game_fn(data))
 
     def edit_fn(data=None, request: gr.Request = None) -> dict:
         data = _payload(data)
@@ -110,6 +122,18 @@ def review_screen(store: Store, workspace: Workspace, *, users: Callable[[object
         with open_game_video(g) as f:  # by game id, checked against the import: never another file
             return filmstrip(f, int(data["frame"]), int(g["frame_count"] or 0))
 
+    def frame_image_fn(data=None) -> dict:
+        """One frame, large: what a click on a filmstrip frame shows over the player."""
+        data = _payload(data)
+        g = store.game(_game_id(data))
+        if not g["video_path"]:
+            raise BallspotError(f"{g['url_local']} has no video")
+        with open_game_video(g) as f:
+            frames = filmstrip(f, int(data["frame"]), int(g["frame_count"] or 0), radius=0, height=ENLARGED_HEIGHT)
+        if not frames:
+            raise BallspotError(f"frame {data['frame']} of {g['url_local']} could not be decoded")
+        return frames[0]
+
     def score_curve_fn(data=None) -> str | None:
         data = _payload(data)
         return score_curve(workspace, active_version(store), _game_id(data), str(data.get("label")))
@@ -122,12 +146,14 @@ def review_screen(store: Store, workspace: Workspace, *, users: Callable[[object
     # The names the browser code calls.
     open_game_fn.__name__, edit_fn.__name__ = "open_game", "edit"
     filmstrip_fn.__name__, score_curve_fn.__name__ = "filmstrip", "score_curve"
-    review_queue_fn.__name__ = "review_queue"
-    functions = [safe(fn) for fn in (list_games, whoami, open_game_fn, edit_fn, sync, filmstrip_fn, score_curve_fn,
-                                     review_queue_fn)]
+    review_queue_fn.__name__, frame_image_fn.__name__ = "review_queue", "frame_image"
+    functions = [safe(fn) for fn in (list_games, whoami, open_game_fn, open_game_text, edit_fn, sync, filmstrip_fn,
+                                     score_curve_fn, review_queue_fn, frame_image_fn)]
     return gr.HTML(
         html_template=(ASSETS / "review.html").read_text(),
         js_on_load=(ASSETS / "review.js").read_text(),
         server_functions=functions,
         elem_id="review", apply_default_css=False,
+        # Set by the Games tab (a row clicked): {"game": id, "at": time}; the screen opens that game.
+        goto_game=None,
     )

@@ -3,25 +3,30 @@
 // `server.*` functions. The game's events arrive once; every edit returns only the rows it
 // changed (a delta from the store's change log), so an edit costs the same on a full match.
 const $ = (id) => element.querySelector('#' + id);
+// When this script started, in ms since the page's navigation (bench/ui.py reads it: the part of
+// a cold load that is Gradio's own start, before this screen asks for anything).
+element.dataset.scriptMs = String(Math.round(performance.now()));
 const S = {
   game: null, fps: 25, frames: 1, events: new Map(), list: [], cursorId: 0, version: null,
   classes: [], colours: [], teams: ['home', 'away'], team: 'home', frame: 0, selected: null,
   view: [0, 1], sort: ['frame', 1], curve: null, curveLabel: null, busy: 0, rowH: 24, openSeq: 0,
+  reviewed: null, login: null, zoomFrame: null,
 };
 const video = $('player');
 const canvas = $('timeline-canvas');
 const markersEl = $('markers');
 const lanesEl = $('lanes');
 const eventsEl = $('events');
-const LANE_H = 14, SCORE_H = 32, AXIS_H = 16;
+// A lane is tall enough for markers of 10 px (a hit target a pointer finds) above and below its middle.
+const LANE_H = 16, SCORE_H = 32, AXIS_H = 16, MARK = 10;
 const KEYS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '-', '='];
 
-// A server function that fails answers {error}: open_game and filmstrip show it in place,
-// the others on the status line (and give null).
+// A server function that fails answers {error}: open_game, filmstrip and frame_image show it in
+// place, the others on the status line (and give null).
 async function call(name, payload) {
   const r = await server[name](payload);
   if (r && typeof r === 'object' && !Array.isArray(r) && typeof r.error === 'string' && !('ok' in r)) {
-    if (name === 'open_game' || name === 'filmstrip') return r;
+    if (['open_game_text', 'filmstrip', 'frame_image'].includes(name)) return r;
     status(`${name}: ${r.error}`, 'error');
     return null;
   }
@@ -30,60 +35,106 @@ async function call(name, payload) {
 function status(text, kind) {
   const el = $('edit-status');
   el.textContent = text;
+  el.title = text;
   el.dataset.kind = kind || 'info';
 }
 function clock(frame) {  // MM:SS.ff with ff the frame within the second, as core.labels.clock
   const s = Math.floor(frame / S.fps), f = frame - s * S.fps;
   return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}.${String(f).padStart(2, '0')}`;
 }
+// A frame number ("1234") or a game clock ("MM:SS", "MM:SS.ff" with ff the frame within the
+// second, minutes past 60 allowed); null when it is neither.
+function parseFrame(text) {
+  const t = text.trim();
+  if (/^\d+$/.test(t)) return Number(t);
+  const m = /^(\d+):([0-5]?\d)(?:\.(\d{1,2}))?$/.exec(t);
+  if (!m) return null;
+  const ff = m[3] === undefined ? 0 : Number(m[3]);
+  if (ff >= S.fps) return null;
+  return (Number(m[1]) * 60 + Number(m[2])) * S.fps + ff;
+}
 function author() { return $('author').value.trim(); }
 
+// ------------------------------------------------------------------ the reviewer's name
+// Without logins the name typed here is the author of every edit; it is asked once, on the
+// first edit, and kept in this browser. With logins the server takes the login and ignores it.
+let asking = null;
+async function ensureReviewer() {
+  await whoami;  // with logins there is nothing to ask
+  if (S.login || author() || localStorage.getItem('ballspot.author-asked')) return;
+  if (!asking) {
+    asking = new Promise((resolve) => {
+      const box = $('reviewer-prompt'), input = $('reviewer-name');
+      const done = (name) => {
+        localStorage.setItem('ballspot.author-asked', '1');
+        if (name) { $('author').value = name; localStorage.setItem('ballspot.author', name); }
+        box.hidden = true; asking = null; resolve();
+      };
+      $('reviewer-form').onsubmit = (ev) => { ev.preventDefault(); done(input.value.trim().slice(0, 64)); };
+      $('reviewer-skip').onclick = () => done('');
+      input.onkeydown = (ev) => { if (ev.key === 'Escape') done(''); };
+      box.hidden = false; input.focus();
+    });
+  }
+  return asking;
+}
+
 // ------------------------------------------------------------------ games
-async function loadGames(keep) {
-  const games = (await call('list_games', {})) || [];
+async function loadGames(first) {
+  const answer = (await call('list_games', { start: first })) || { games: [], start: null };
+  const games = answer.games;
   const sel = $('game-select');
-  const current = keep ? sel.value : '';
+  const current = first ? '' : sel.value;
   sel.replaceChildren(...games.map(([name, id]) => {
     const o = document.createElement('option');
     o.value = String(id); o.textContent = name; return o;
   }));
-  if (current && games.some(([, id]) => String(id) === current)) sel.value = current;
-  else if (localStorage.getItem('ballspot.game') && games.some(([, id]) => String(id) === localStorage.getItem('ballspot.game')))
-    sel.value = localStorage.getItem('ballspot.game');
-  if (!keep && sel.value) await openGame(Number(sel.value));
+  const has = (id) => id !== null && id !== undefined && games.some(([, g]) => String(g) === String(id));
+  // First the game with the most pending predictions of the active model, else the last one opened.
+  const last = localStorage.getItem('ballspot.game');
+  const want = !first ? current : has(answer.start) ? answer.start : last;
+  if (has(want)) sel.value = String(want);
+  sel.title = sel.selectedOptions[0] ? sel.selectedOptions[0].textContent : '';
+  if (first && sel.value) await openGame(Number(sel.value));
 }
 
 // The picker's counts (labels, reviewed) follow every edit, here or elsewhere: refreshed a
 // moment after the last one, so a burst of keys costs one request.
 let pickerTimer = null;
-function refreshPicker() { clearTimeout(pickerTimer); pickerTimer = setTimeout(() => loadGames(true), 300); }
+function refreshPicker() { clearTimeout(pickerTimer); pickerTimer = setTimeout(() => loadGames(false), 300); }
 
 async function openGame(id) {
   status('Opening…');
   const t0 = performance.now();
   const seq = ++S.openSeq;
-  const data = await call('open_game', { game: id });
+  const answer = await call('open_game_text', { game: id });
   if (seq !== S.openSeq) return;  // another game was chosen meanwhile
-  if (data.error) { status(data.error, 'error'); return; }
+  if (answer && answer.error) { status(answer.error, 'error'); return; }
+  const data = JSON.parse(answer);
   S.game = data.game; S.fps = data.game.fps; S.frames = data.game.frames; S.version = data.version;
   S.classes = data.classes; S.colours = data.colours; S.teams = data.teams; S.cursorId = data.cursor;
   S.events = new Map(data.events.map((e) => [e.id, e]));
-  S.selected = null; S.curve = null; S.curveLabel = null; S.visited = new Set();
+  rowCache.forEach((held) => held.el.remove()); rowCache.clear();  // another game: other classes, teams
+  S.selected = null; S.curve = null; S.curveLabel = null; S.visited = new Set(); S.reviewed = data.reviewed;
   if (!$('queue-panel').hidden) loadQueue();
   localStorage.setItem('ballspot.game', String(id));
+  if ($('game-select').value !== String(id)) $('game-select').value = String(id);
+  $('game-select').title = data.game.name;
   $('model-version').textContent = data.version ? `model ${data.version}` : 'no model yet';
-  fillFilters();
+  fillFilters(); showReviewed(); closeZoom();
   if (data.game.video) {
     $('no-video').hidden = true;
     video.src = data.video_url;
   } else {
     video.pause(); video.removeAttribute('src'); video.load(); $('no-video').hidden = false;
   }
+  $('scrub').max = String(Math.max(0, S.frames - 1));
   S.frame = 0; S.view = [0, S.frames];
   refreshList(); drawTimeline(); showFrame();
-  $('filmstrip').replaceChildren(hint('Select an event to see the frames around it.'));
+  $('filmstrip').replaceChildren(hint('Select an event to see the frames around it; click a frame to enlarge it.'));
   element.dataset.ready = '1';
   element.dataset.openMs = String(Math.round(performance.now() - t0));
+  if (!element.dataset.readyMs) element.dataset.readyMs = String(Math.round(performance.now()));
   status(`${data.game.name}: ${S.events.size} events (${element.dataset.openMs} ms)`);
 }
 function hint(text) { const s = document.createElement('span'); s.className = 'bs-dim'; s.textContent = text; return s; }
@@ -92,10 +143,18 @@ function fillFilters() {
   const fc = $('filter-class');
   if (fc.options.length <= 1) {
     S.classes.forEach((c, i) => { const o = document.createElement('option'); o.value = c; o.textContent = `${KEYS[i]}  ${c}`; fc.append(o); });
-    const keys = $('class-keys');
-    keys.replaceChildren(...S.classes.map((c, i) => {
+    $('class-keys').replaceChildren(...S.classes.map((c, i) => {
       const s = document.createElement('span'); s.className = 'bs-key';
       s.style.borderColor = S.colours[i]; s.textContent = `${KEYS[i]} ${c}`; return s;
+    }));
+    // Beside the lanes: each class's key and its whole name, in its colour (the legend is always there).
+    const names = $('lane-names');
+    names.replaceChildren(...S.classes.map((c, i) => {
+      const d = document.createElement('div'); d.className = 'bs-lane-name';
+      d.style.height = `${LANE_H}px`; d.style.borderLeftColor = S.colours[i];
+      const k = document.createElement('b'); k.textContent = KEYS[i];
+      d.append(k, document.createTextNode(` ${c}`)); d.title = `${KEYS[i]}: add ${c} at the current frame`;
+      return d;
     }));
   }
   const ft = $('filter-team');
@@ -107,6 +166,20 @@ function fillFilters() {
 function setTeam(team) {
   S.team = team;
   $('team-toggle').querySelectorAll('button').forEach((b) => b.classList.toggle('on', b.dataset.team === team));
+}
+function showReviewed() {
+  const b = $('reviewed-button'), on = Boolean(S.reviewed);
+  b.classList.toggle('on', on);
+  b.textContent = on ? '✓ fully reviewed' : 'mark fully reviewed';
+  // The mark is "<UTC timestamp> <author>" (core.store.Store.set_fully_reviewed).
+  const [stamp, ...who] = on ? S.reviewed.split(' ') : [];
+  b.title = on ? `Marked fully reviewed${who.length ? ` by ${who.join(' ')}` : ''} at ${new Date(stamp).toLocaleString()}; ` +
+    'click (Shift+F) to take the mark back' : 'Mark this game fully reviewed: every event in it is labelled (Shift+F)';
+  b.dataset.reviewed = on ? '1' : '0';
+}
+function toggleReviewed() {
+  if (!S.game) return;
+  send({ op: 'reviewed', marked: !S.reviewed, seen: S.reviewed });
 }
 
 // ------------------------------------------------------------------ filters, list
@@ -136,28 +209,53 @@ function refreshList() {
   });
   $('event-count').textContent = `${S.list.length} of ${S.events.size} events shown`;
   eventsEl.querySelector('.bs-events-spacer').style.height = `${S.list.length * S.rowH}px`;
-  renderRows();
+  renderRows(); showBulk();
 }
+// Only the rows in view exist. A row whose event and selection are unchanged is kept (moved if
+// its place changed): an edit rebuilds the one row it changed, not the whole screenful.
+const rowCache = new Map();  // event id -> {e, sel, el}
 function renderRows() {
   const top = eventsEl.scrollTop, h = eventsEl.clientHeight || 400;
   const first = Math.max(0, Math.floor(top / S.rowH) - 5), last = Math.min(S.list.length, Math.ceil((top + h) / S.rowH) + 5);
-  eventsEl.querySelectorAll('.bs-row').forEach((r) => r.remove());
+  const keep = new Set();
   const frag = document.createDocumentFragment();
-  for (let i = first; i < last; i++) frag.append(row(S.list[i], i));
+  for (let i = first; i < last; i++) {
+    const e = S.list[i], sel = e.id === S.selected, held = rowCache.get(e.id);
+    keep.add(e.id);
+    if (held && held.e === e && held.sel === sel) {
+      const y = `${i * S.rowH}px`;
+      if (held.el.style.top !== y) held.el.style.top = y;
+      continue;
+    }
+    if (held) held.el.remove();
+    const el = row(e, i);
+    rowCache.set(e.id, { e, sel, el });
+    frag.append(el);
+  }
+  for (const [id, held] of rowCache) if (!keep.has(id)) { held.el.remove(); rowCache.delete(id); }
   eventsEl.append(frag);
 }
 function row(e, i) {
   const r = document.createElement('div');
-  r.className = `bs-row ${e.kind} st-${e.status}` + (e.id === S.selected ? ' selected' : '');
+  const hidden = e.visibility === 'not shown';
+  r.className = `bs-row ${e.kind} st-${e.status}` + (e.id === S.selected ? ' selected' : '') + (hidden ? ' vis-not-shown' : '');
   r.style.top = `${i * S.rowH}px`;
-  Object.assign(r.dataset, { id: e.id, frame: e.frame, label: e.label, status: e.status });
+  Object.assign(r.dataset, { id: e.id, frame: e.frame, label: e.label, status: e.status, visibility: e.visibility || '' });
   const t = document.createElement('span'); t.textContent = clock(e.frame); t.title = `frame ${e.frame}`;
   const c = document.createElement('select');
   S.classes.forEach((name) => c.append(new Option(name, name, false, name === e.label)));
   c.style.borderLeftColor = S.colours[S.classes.indexOf(e.label)];
+  c.title = e.label;
   c.addEventListener('change', () => send({ op: 'relabel', id: e.id, label: c.value, revision: e.revision }));
   const tm = document.createElement('button'); tm.type = 'button'; tm.textContent = e.team; tm.title = 'flip team (t)';
   tm.addEventListener('click', (ev) => { ev.stopPropagation(); send({ op: 'team', id: e.id, revision: e.revision }); });
+  let vis;
+  if (e.kind === 'label') {
+    vis = document.createElement('button'); vis.type = 'button'; vis.className = 'bs-vis';
+    vis.textContent = hidden ? '◌' : '◉';
+    vis.title = hidden ? 'not shown: the action happened off camera (v: visible)' : 'visible (v: not shown)';
+    vis.addEventListener('click', (ev) => { ev.stopPropagation(); send({ op: 'visibility', id: e.id, revision: e.revision }); });
+  } else { vis = document.createElement('span'); vis.title = 'a prediction: accept it to mark its visibility'; }
   const src = document.createElement('span');
   src.textContent = e.model ? `${e.model} ${e.status}` : e.source;  // a prediction, or the label an accept made
   const conf = document.createElement('span'); conf.textContent = e.confidence === null ? '' : e.confidence.toFixed(2);
@@ -169,7 +267,7 @@ function row(e, i) {
   if (e.kind === 'prediction') act.append(mk('acc', 'accept (a)', { op: 'accept', id: e.id, revision: e.revision }),
     mk('rej', 'reject (r)', { op: 'reject', id: e.id, revision: e.revision }));
   else act.append(mk('del', 'delete (Del)', { op: 'delete', id: e.id, revision: e.revision }));
-  r.append(t, c, tm, src, conf, act);
+  r.append(t, c, tm, vis, src, conf, act);
   r.addEventListener('click', () => select(e.id, true));
   return r;
 }
@@ -181,12 +279,48 @@ element.querySelectorAll('.bs-events-head [data-sort]').forEach((h) => h.addEven
   S.sort = [h.dataset.sort, S.sort[0] === h.dataset.sort ? -S.sort[1] : 1]; refreshList();
 }));
 
+// ------------------------------------------------------------------ bulk review of what the filters show
+function threshold(id) {
+  const v = Number($(id).value);
+  return Number.isFinite(v) && v >= 0 && v <= 1 ? v : null;
+}
+function bulkTargets(decision) {
+  const t = threshold(decision === 'accept' ? 'bulk-accept-at' : 'bulk-reject-at');
+  if (t === null) return { t, list: [] };
+  const list = S.list.filter((e) => e.kind === 'prediction' && e.status === 'pending' &&
+    (decision === 'accept' ? e.confidence >= t : e.confidence <= t));
+  return { t, list };
+}
+function showBulk() {
+  for (const decision of ['accept', 'reject']) {
+    const { list } = bulkTargets(decision);
+    const b = $(`bulk-${decision}`);
+    b.textContent = `${decision} ${list.length}`;
+    b.dataset.count = String(list.length);
+    b.disabled = list.length === 0;
+  }
+}
+function bulk(decision) {
+  const { t, list } = bulkTargets(decision);
+  if (t === null) { status('the threshold is a confidence from 0 to 1', 'error'); return; }
+  if (!list.length) { status(`no pending prediction ${decision === 'accept' ? 'at or above' : 'at or below'} ${t.toFixed(2)} is shown`, 'error'); return; }
+  send({ op: 'bulk', decision, threshold: t, events: list.map((e) => ({ id: e.id, revision: e.revision })) });
+}
+$('bulk-accept').addEventListener('click', () => bulk('accept'));
+$('bulk-reject').addEventListener('click', () => bulk('reject'));
+['bulk-accept-at', 'bulk-reject-at'].forEach((id) => $(id).addEventListener('input', showBulk));
+
 // ------------------------------------------------------------------ selection, seeking
 function select(id, seek) {
+  const before = S.selected;
   S.selected = id;
   const e = S.events.get(id);
-  renderRows(); drawMarkers();
-  if (!e) { $('filmstrip').replaceChildren(hint('Select an event to see the frames around it.')); return; }
+  renderRows(); updateMarkers([before, id]);
+  if (!e) {
+    filmShown = '';
+    $('filmstrip').replaceChildren(hint('Select an event to see the frames around it; click a frame to enlarge it.'));
+    return;
+  }
   if (seek) seekFrame(e.frame);
   const idx = S.list.indexOf(e);
   if (idx >= 0) {
@@ -205,11 +339,13 @@ function seekFrame(frame) {
   if (frame < a || frame > b) { const span = b - a; S.view = clampView(frame - span / 2, frame + span / 2); drawTimeline(); }
   showFrame();
 }
+let scrubbing = false;
 function showFrame() {
   $('frame-number').textContent = String(S.frame);
   $('game-clock').textContent = clock(S.frame);
-  const [a, b] = S.view, w = lanesEl.clientWidth;
-  $('cursor').style.left = `${((S.frame - a) / (b - a)) * w}px`;
+  if (!scrubbing) $('scrub').value = String(S.frame);
+  const [a, b] = S.view, w = S.laneW || 800;
+  $('cursor').style.transform = `translateX(${((S.frame - a) / (b - a)) * w}px)`;
   element.dataset.frame = String(S.frame);
 }
 function onFrame(_now, meta) {
@@ -237,6 +373,25 @@ element.querySelectorAll('.bs-controls [data-act]').forEach((b) => b.addEventLis
   ({ play: togglePlay, 'back-frame': () => step(-1), 'next-frame': () => step(1),
      'back-second': () => step(-S.fps), 'next-second': () => step(S.fps) })[b.dataset.act]();
 }));
+// The scrub bar under the player: the whole match, frame by frame.
+$('scrub').addEventListener('input', () => { scrubbing = true; video.pause(); seekFrame(Number($('scrub').value)); });
+$('scrub').addEventListener('change', () => { scrubbing = false; showFrame(); });
+// Go to a frame number or a clock time.
+$('frame-input').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') { $('frame-input').blur(); return; }
+  if (ev.key !== 'Enter') return;
+  ev.preventDefault();
+  const frame = parseFrame($('frame-input').value);
+  if (frame === null || frame >= S.frames) {
+    $('frame-input').classList.add('invalid');
+    status(`go to: "${$('frame-input').value}" is not a frame (0 to ${S.frames - 1}) or a time MM:SS(.ff) in the match`, 'error');
+    return;
+  }
+  $('frame-input').classList.remove('invalid');
+  video.pause(); seekFrame(frame);
+  $('frame-input').blur();
+  status(`at frame ${frame} (${clock(frame)})`);
+});
 
 // ------------------------------------------------------------------ timeline
 function clampView(a, b) {
@@ -246,22 +401,22 @@ function clampView(a, b) {
 }
 function lanesHeight() { return S.classes.length * LANE_H + SCORE_H + AXIS_H; }
 function drawTimeline() {
-  const w = lanesEl.clientWidth || 800, h = lanesHeight(), dpr = window.devicePixelRatio || 1;
+  S.laneW = lanesEl.clientWidth || 800;  // read once here (a layout): markers drawn after an edit reuse it
+  const w = S.laneW, h = lanesHeight(), dpr = window.devicePixelRatio || 1;
   lanesEl.style.height = `${h}px`;
   canvas.width = w * dpr; canvas.height = h * dpr; canvas.style.width = `${w}px`; canvas.style.height = `${h}px`;
   const g = canvas.getContext('2d');
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
   const [a, b] = S.view, x = (f) => ((f - a) / (b - a)) * w;
-  S.classes.forEach((c, i) => {
+  S.classes.forEach((c, i) => {  // lane bands; the names are beside the lanes (#lane-names), never cut
     g.fillStyle = i % 2 ? 'rgba(127,127,127,0.06)' : 'rgba(127,127,127,0.12)';
     g.fillRect(0, i * LANE_H, w, LANE_H);
-    g.fillStyle = S.colours[i]; g.globalAlpha = 0.9; g.font = '10px sans-serif';
-    g.fillText(c, 4, i * LANE_H + 11); g.globalAlpha = 1;
   });
   // score lane: the model's confidence for one class, max over each pixel column
   const sy = S.classes.length * LANE_H;
   g.fillStyle = 'rgba(127,127,127,0.08)'; g.fillRect(0, sy, w, SCORE_H);
+  const scoreName = $('score-name');
   if (S.curve) {
     const ci = S.classes.indexOf(S.curveLabel);
     g.strokeStyle = S.colours[ci]; g.beginPath();
@@ -273,10 +428,10 @@ function drawTimeline() {
       px ? g.lineTo(px, y) : g.moveTo(px, y);
     }
     g.stroke();
-    g.fillStyle = S.colours[ci]; g.font = '10px sans-serif'; g.fillText(`score: ${S.curveLabel}`, 4, sy + 11);
-  } else {
-    g.fillStyle = '#888'; g.font = '10px sans-serif';
-    g.fillText(S.version ? 'score lane: select an event or a class filter' : 'score lane: no model scores', 4, sy + 11);
+    if (scoreName) { scoreName.textContent = `score: ${S.curveLabel}`; scoreName.style.color = S.colours[ci]; }
+  } else if (scoreName) {
+    scoreName.textContent = S.version ? 'score: select an event or a class' : 'score: no model scores';
+    scoreName.style.color = '';
   }
   // the score lane's scale: 0, 0.5 and 1 at the right edge, a faint line at 0.5
   g.fillStyle = 'rgba(127,127,127,0.35)'; g.fillRect(0, sy + SCORE_H / 2, w, 1);
@@ -295,36 +450,57 @@ function drawTimeline() {
   for (let s = Math.ceil(a / S.fps / stepS) * stepS; s * S.fps <= b; s += stepS) {
     const px = x(s * S.fps); g.fillRect(px, ay, 1, 4); g.fillText(clock(Math.round(s * S.fps)).replace(/\.00$/, ''), px + 2, ay + 12);
   }
-  $('timeline-span').textContent = `${clock(Math.round(a))} – ${clock(Math.round(b))}`;
+  $('timeline-span').textContent = `${clock(Math.round(a)).slice(0, 5)}–${clock(Math.round(b)).slice(0, 5)}`;
+  $('timeline-span').title = `${clock(Math.round(a))} – ${clock(Math.round(b))} shown`;
   drawMarkers(); showFrame();
 }
+// One element per event in view, kept by id: an edit or a selection replaces only the markers
+// of the events it changed (O(1) on a full match); zoom, pan, filters and a new game redraw all.
+const markerEls = new Map();
+function marker(e, w, a, b) {
+  const m = document.createElement('div');
+  const lane = S.classes.indexOf(e.label);
+  const side = S.teams.indexOf(e.team) === 1 ? 'below' : 'above';
+  m.className = `bs-marker ${e.kind} st-${e.status} ${side}` + (e.id === S.selected ? ' selected' : '') +
+    (e.visibility === 'not shown' ? ' vis-not-shown' : '');
+  m.style.left = `${((e.frame - a) / (b - a)) * w}px`;
+  m.style.top = `${lane * LANE_H + (side === 'above' ? -1 : LANE_H - MARK + 1)}px`;
+  m.style.setProperty('--c', S.colours[lane]);
+  Object.assign(m.dataset, { id: e.id, frame: e.frame, label: e.label, status: e.status });
+  return m;
+}
+function shownOnTimeline(e, a, b, f) { return e && e.frame >= a && e.frame <= b && passes(e, f); }
 function drawMarkers() {
-  const w = lanesEl.clientWidth || 800, [a, b] = S.view, f = filters();
+  const w = S.laneW || 800, [a, b] = S.view, f = filters();
   const frag = document.createDocumentFragment();
-  const last = new Map();
-  let shown = 0;
-  const visible = [...S.events.values()].filter((e) => e.frame >= a && e.frame <= b && passes(e, f));
-  visible.sort((x, y) => x.frame - y.frame);  // edits append to the Map: order by frame for the pixel merge
-  for (const e of visible) {
-    const px = ((e.frame - a) / (b - a)) * w;
-    const lane = S.classes.indexOf(e.label);
-    const key = `${lane}/${e.kind}/${e.team}`;
-    if (e.id !== S.selected && last.has(key) && px - last.get(key) < 2) continue; // same pixel: one element
-    last.set(key, px);
-    const m = document.createElement('div');
-    const side = S.teams.indexOf(e.team) === 1 ? 'below' : 'above';
-    m.className = `bs-marker ${e.kind} st-${e.status} ${side}` + (e.id === S.selected ? ' selected' : '');
-    m.style.left = `${px}px`; m.style.top = `${lane * LANE_H + (side === 'above' ? 1 : 8)}px`;
-    m.style.setProperty('--c', S.colours[lane]);
-    Object.assign(m.dataset, { id: e.id, frame: e.frame, label: e.label, status: e.status });
-    m.title = `${e.label} ${e.team} ${clock(e.frame)} (frame ${e.frame}) ${e.model ? e.confidence.toFixed(2) + ' ' + e.model + ' ' + e.status : e.source}`;
-    frag.append(m); shown++;
+  markerEls.clear();
+  for (const e of S.events.values()) {
+    if (!shownOnTimeline(e, a, b, f)) continue;
+    const m = marker(e, w, a, b);
+    markerEls.set(e.id, m); frag.append(m);
   }
   markersEl.replaceChildren(frag);
+}
+function updateMarkers(ids) {
+  const w = S.laneW || 800, [a, b] = S.view, f = filters();
+  for (const id of new Set(ids)) {
+    if (!id) continue;
+    const old = markerEls.get(id);
+    const e = S.events.get(id);
+    if (!shownOnTimeline(e, a, b, f)) { if (old) { old.remove(); markerEls.delete(id); } continue; }
+    const m = marker(e, w, a, b);
+    if (old) old.replaceWith(m); else markersEl.append(m);
+    markerEls.set(id, m);
+  }
 }
 markersEl.addEventListener('click', (ev) => {
   const m = ev.target.closest('.bs-marker');
   if (m) { ev.stopPropagation(); select(m.dataset.id, true); }
+});
+markersEl.addEventListener('mouseover', (ev) => {  // the tooltip is written when pointed at, not for 4,000 markers
+  const m = ev.target.closest('.bs-marker'), e = m && S.events.get(m.dataset.id);
+  if (e && !m.title) m.title = `${e.label} ${e.team} ${clock(e.frame)} (frame ${e.frame}) ` +
+    (e.model ? `${e.confidence.toFixed(2)} ${e.model} ${e.status}` : e.source) + (e.visibility === 'not shown' ? ' · not shown' : '');
 });
 let drag = null;
 lanesEl.addEventListener('mousedown', (ev) => { drag = { x: ev.clientX, view: S.view.slice(), moved: false }; });
@@ -380,14 +556,19 @@ async function loadCurve(label) {
 $('filter-class').addEventListener('change', () => { if ($('filter-class').value) loadCurve($('filter-class').value); });
 
 // ------------------------------------------------------------------ filmstrip
-let filmTimer = null;
-function loadFilmstrip(e) {
+// Nine server-decoded frames around the selected event, under the player across the screen.
+// A click enlarges one over the player (decoded larger); from there Enter moves the event to it.
+let filmTimer = null, filmShown = '';
+function loadFilmstrip(e, wait = 120) {
+  const shows = `${S.openSeq}/${e.id}/${e.frame}`;
   clearTimeout(filmTimer);
+  if (shows === filmShown) return;  // already these frames (an edit that did not move the event)
   filmTimer = setTimeout(async () => {
     if (!S.game || !S.game.video || S.selected !== e.id) return;
     const seq = S.openSeq;
     const frames = await call('filmstrip', { game: S.game.id, frame: e.frame });
     if (S.selected !== e.id || seq !== S.openSeq) return;
+    filmShown = shows;
     if (frames.error) { $('filmstrip').replaceChildren(hint(frames.error)); return; }
     $('filmstrip').replaceChildren(...frames.map((f) => {
       const fig = document.createElement('figure');
@@ -397,15 +578,31 @@ function loadFilmstrip(e) {
       const cap = document.createElement('figcaption');
       cap.textContent = `${f.offset > 0 ? '+' : ''}${f.offset}  ${f.frame}`;
       fig.append(img, cap);
-      fig.title = 'Move the event to this frame';
-      fig.addEventListener('click', () => {
-        const cur = S.events.get(S.selected);
-        if (cur && f.frame !== cur.frame) send({ op: 'move', id: cur.id, frame: f.frame, revision: cur.revision });
-      });
+      fig.title = `Frame ${f.frame} (${f.clock}): click to enlarge`;
+      fig.addEventListener('click', () => enlarge(f));
       return fig;
     }));
   }, 120);
 }
+async function enlarge(f) {
+  S.zoomFrame = f.frame;
+  $('film-zoom-img').src = f.src;  // the small one at once, the large one when decoded
+  $('film-zoom-caption').textContent = `frame ${f.frame} · ${f.clock}`;
+  const cur = S.events.get(S.selected);
+  $('film-zoom-move').disabled = !cur || cur.frame === f.frame;
+  $('film-zoom').hidden = false;
+  const seq = S.openSeq;
+  const big = await call('frame_image', { game: S.game.id, frame: f.frame });
+  if (seq === S.openSeq && S.zoomFrame === f.frame && big && !big.error) $('film-zoom-img').src = big.src;
+}
+function closeZoom() { $('film-zoom').hidden = true; S.zoomFrame = null; }
+function moveToZoomed() {
+  const cur = S.events.get(S.selected), frame = S.zoomFrame;
+  closeZoom();
+  if (cur && frame !== null && frame !== cur.frame) send({ op: 'move', id: cur.id, frame, revision: cur.revision });
+}
+$('film-zoom-move').addEventListener('click', moveToZoomed);
+$('film-zoom-close').addEventListener('click', closeZoom);
 
 // ------------------------------------------------------------------ review queue
 S.queue = []; S.visited = new Set();
@@ -454,15 +651,18 @@ element.querySelectorAll('.bs-tabs button').forEach((b) => b.addEventListener('c
 }));
 
 // ------------------------------------------------------------------ edits
+// Applies a delta; returns the ids of the events it touched (to redraw only their markers).
 function applyDelta(d) {
-  if (!d) return;
+  if (!d) return [];
   for (const id of d.removed) S.events.delete(id);
   for (const e of d.upsert) {
     const held = S.events.get(e.id);
     if (!held || held.revision <= e.revision) S.events.set(e.id, e);  // never roll a row back
   }
+  if ('reviewed' in d) { S.reviewed = d.reviewed; showReviewed(); }
   S.cursorId = Math.max(S.cursorId, d.cursor);
   if (S.selected && !S.events.has(S.selected)) S.selected = null;
+  return [...d.removed, ...d.upsert.map((e) => e.id)];
 }
 function madeBy(predictionId) {  // the label that accepting this prediction made, if shown
   for (const e of S.events.values()) if (e.kind === 'label' && e.prediction === predictionId) return e;
@@ -470,14 +670,15 @@ function madeBy(predictionId) {  // the label that accepting this prediction mad
 }
 // Edits go one at a time, in key-press order; each names the revision the screen holds when
 // it is sent (after the previous edit's reply), so fast repeated keys never conflict with
-// themselves, while an edit made in another tab still does.
+// themselves, while an edit made in another tab still does. The first one waits for the
+// reviewer's name where there are no logins.
 let queueTail = Promise.resolve();
 function send(action) {
   if (!S.game) return Promise.resolve();
   const game = S.game.id, seq = S.openSeq;
   S.busy++;
   status('saving…', 'saving');
-  const job = queueTail.then(() => sendNow(action, game, seq)).finally(() => { S.busy--; });
+  const job = queueTail.then(ensureReviewer).then(() => sendNow(action, game, seq)).finally(() => { S.busy--; });
   queueTail = job.catch(() => {});
   return job;
 }
@@ -497,15 +698,26 @@ async function sendNow(action, game, seq) {
     status(`not saved: ${err}`, 'error'); return;
   }
   if (seq !== S.openSeq || !res) return;  // the reply of a game no longer shown, or an error shown
-  applyDelta(res.delta);
+  const t1 = performance.now();
+  const before = S.selected;
+  const changed = applyDelta(res.delta);
   if (res.select) S.selected = res.select;
-  refreshList(); drawMarkers();
+  refreshList();
+  const t2 = performance.now();
+  updateMarkers([...changed, before, S.selected]);
+  const t3 = performance.now();
+  // Where an edit's time goes (bench/ui.py reads it): the server call, the list, the markers.
+  element.dataset.lastEditParts = JSON.stringify({ call: Math.round(t1 - t0), list: Math.round(t2 - t1),
+                                                   markers: Math.round(t3 - t2) });
   const sel = S.selected && S.events.get(S.selected);
-  if (sel && res.ok) loadFilmstrip(sel);
+  if (sel && res.ok) loadFilmstrip(sel, 400);  // decoded once the keys stop, not on every edit of a burst
   const ms = Math.round(performance.now() - t0);
   element.dataset.lastEditMs = String(ms);
   if (res.ok) { status(`saved: ${res.message}${sel ? ` (revision ${sel.revision})` : ''} · ${ms} ms`, 'saved'); refreshPicker(); }
-  else status(res.current ? `conflict: ${res.message}` : `not saved: ${res.message}`, res.current ? 'conflict' : 'error');
+  else {
+    if (res.current && 'fully_reviewed' in res.current) { S.reviewed = res.current.fully_reviewed; showReviewed(); }
+    status(res.current ? `conflict: ${res.message}` : `not saved: ${res.message}`, res.current ? 'conflict' : 'error');
+  }
 }
 setInterval(async () => {  // edits made elsewhere (another tab, the CLI) arrive within seconds
   if (!S.game || S.busy || document.hidden) return;
@@ -513,7 +725,7 @@ setInterval(async () => {  // edits made elsewhere (another tab, the CLI) arrive
   const d = await call('sync', { game: S.game.id, cursor: S.cursorId });
   if (!d || seq !== S.openSeq || S.busy) return;
   if (d.version !== S.version) { openGame(S.game.id); return; }  // another model became active
-  if (d.upsert.length || d.removed.length) { applyDelta(d); refreshList(); drawMarkers(); refreshPicker(); }
+  if (d.upsert.length || d.removed.length || 'reviewed' in d) { updateMarkers(applyDelta(d)); refreshList(); refreshPicker(); }
   else S.cursorId = Math.max(S.cursorId, d.cursor);
 }, 3000);
 
@@ -530,15 +742,20 @@ function jump(dir) {
 
 document.addEventListener('keydown', (ev) => {
   if (!S.game || !element.isConnected || element.offsetParent === null) return;
-  const t = ev.target;
-  if (t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName))) return;
+  const t = ev.target;  // keys typed into a field are the field's; the scrub bar and buttons leave them to the screen
+  if (t && (t.isContentEditable || ['TEXTAREA', 'SELECT'].includes(t.tagName) ||
+            (t.tagName === 'INPUT' && !['range', 'checkbox', 'button'].includes(t.type)))) return;
+  if (!$('reviewer-prompt').hidden) return;  // the name is being asked for
   const k = ev.key, ctrl = ev.ctrlKey || ev.metaKey;
   const sel = S.selected && S.events.get(S.selected);
   const edit = (payload) => sel ? send({ id: sel.id, revision: sel.revision, ...payload }) : status('select an event first', 'error');
+  const zoomed = !$('film-zoom').hidden;
   let done = true;
   if (ctrl && (k === 'z' || k === 'Z')) send({ op: ev.shiftKey ? 'redo' : 'undo' });
   else if (ctrl && (k === 'y' || k === 'Y')) send({ op: 'redo' });
   else if (ctrl || ev.altKey) done = false;
+  else if (zoomed && k === 'Enter') moveToZoomed();
+  else if (zoomed && k === 'Escape') closeZoom();
   else if (k === ' ') togglePlay();
   else if (k === 'ArrowLeft') step(ev.shiftKey ? -S.fps : -1);
   else if (k === 'ArrowRight') step(ev.shiftKey ? S.fps : 1);
@@ -552,7 +769,10 @@ document.addEventListener('keydown', (ev) => {
   else if (k === '[') edit({ op: 'move', by: -1 });
   else if (k === ']') edit({ op: 'move', by: 1 });
   else if (k === 't') edit({ op: 'team' });
+  else if (k === 'v') sel && sel.kind === 'label' ? edit({ op: 'visibility' }) : status('v marks a selected label visible / not shown (accept a prediction first)', 'error');
   else if (k === 'T') setTeam(S.teams[1 - S.teams.indexOf(S.team)]);
+  else if (k === 'F') toggleReviewed();
+  else if (k === 'g') { $('frame-input').value = ''; $('frame-input').focus(); }
   else if (k === 'u') nextItem();
   else if (k === 'z') { zoom(0.5); drawTimeline(); }
   else if (k === 'x') { zoom(2); drawTimeline(); }
@@ -563,10 +783,21 @@ document.addEventListener('keydown', (ev) => {
   if (done) ev.preventDefault();
 });
 $('help-button').addEventListener('click', () => { $('help').hidden = !$('help').hidden; });
+$('reviewed-button').addEventListener('click', toggleReviewed);
 $('team-toggle').addEventListener('click', (ev) => { const b = ev.target.closest('button'); if (b) setTeam(b.dataset.team); });
 $('game-select').addEventListener('change', () => openGame(Number($('game-select').value)));
-$('game-select').addEventListener('focus', () => loadGames(true));
+$('game-select').addEventListener('focus', () => loadGames(false));
 $('author').value = localStorage.getItem('ballspot.author') || '';
-$('author').addEventListener('change', () => localStorage.setItem('ballspot.author', author()));
-call('whoami', {}).then((who) => { if (who) { $('author').value = who; $('author').disabled = true; } });
-loadGames(false);
+$('author').addEventListener('change', () => {
+  localStorage.setItem('ballspot.author', author());
+  if (author()) localStorage.setItem('ballspot.author-asked', '1');
+});
+const whoami = call('whoami', {}).then((who) => {
+  if (who) { S.login = who; $('author').value = who; $('author').disabled = true; $('author').title = 'your login'; }
+}).catch(() => {});
+// The Games tab opens a game here (a row clicked): its id arrives as this prop.
+watch('goto_game', () => {
+  const g = props.goto_game;
+  if (g && g.game !== undefined) openGame(Number(g.game));
+});
+loadGames(true);

@@ -4,10 +4,13 @@
 Builds a 100-minute game (a small, cheap video; 2,000 labels; 2,000 predictions), starts the
 app, and measures
   * server time to assemble the game (core.review.open_game, median of 5),
-  * browser time from choosing the game to an interactive timeline (median of 5 opens),
-  * the round trip of an edit: key press -> row committed to SQLite -> timeline updated
-    (median of 40 edits: 20 adds with `1`, 20 undos).
-Targets: open under 1.5 s, edit under 150 ms (median).
+  * the cold load: a fresh browser's page load to an interactive timeline (median of 3), and
+    how much of it is Gradio's own start before the review screen's script runs,
+  * browser time from choosing the game again to an interactive timeline (median of 5 opens),
+  * the round trip of an edit: key press -> row committed to SQLite -> list and timeline
+    updated (40 edits: 20 adds with `1`, 20 undos), with where it goes in the page (the server
+    call, the list, the markers).
+Targets: cold load at most 1.0 s; edit round trip median at most 40 ms, p90 at most 80 ms.
 
     python bench/ui.py
 """
@@ -34,8 +37,37 @@ from core.store import Store  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 MINUTES, EVENTS = 100, 2000
+#: The targets (seconds): a cold load, an edit's round trip (median, 90th percentile).
+COLD_LOAD_S, EDIT_MEDIAN_S, EDIT_P90_S = 1.0, 0.040, 0.080
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+
+
+#: 40 edits driven from inside the page: ArrowRight, then `1` or Ctrl+Z, each timed from its key
+#: event to the first frame painted after the screen says "saved".
+IN_PAGE_EDITS = """async () => {
+  const st = document.querySelector('#edit-status');
+  const key = (k, o = {}) => document.dispatchEvent(new KeyboardEvent('keydown', {key: k, bubbles: true, ...o}));
+  const painted = () => new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
+  const saved = () => new Promise((done) => {
+    const seen = new MutationObserver(() => {
+      if (['saved', 'error', 'conflict'].includes(st.dataset.kind)) { seen.disconnect(); done(); }
+    });
+    seen.observe(st, {attributes: true});
+    setTimeout(done, 5000);
+  });
+  const times = [];
+  for (let i = 0; i < 40; i++) {
+    key('ArrowRight'); await painted();
+    st.dataset.kind = 'waiting';
+    const wait = saved(), t0 = performance.now();
+    key(i % 2 ? 'z' : '1', i % 2 ? {ctrlKey: true} : {});
+    await wait; await painted();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return JSON.stringify({median: times[20], p90: times[36]});
+}"""
 
 
 def build(root: Path) -> Workspace:
@@ -90,11 +122,21 @@ def main() -> None:
               f"{len(payload['events'])} events")
         with running_app(ws.root) as url, sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            t = time.perf_counter()
-            page.goto(url)
-            page.wait_for_selector("#review [data-ready='1']", state="attached", timeout=60_000)
-            first = time.perf_counter() - t
+            colds, gradio_start = [], []
+            for k in range(4):  # the first warms the server's and the disk's caches; not counted
+                context = browser.new_context(viewport={"width": 1440, "height": 900})
+                context.add_init_script("localStorage.setItem('ballspot.author', 'bench')")  # asked once
+                page = context.new_page()
+                t = time.perf_counter()
+                page.goto(url)
+                page.wait_for_selector("#review [data-ready='1']", state="attached", timeout=60_000)
+                if k:
+                    colds.append(time.perf_counter() - t)
+                    gradio_start.append(int(page.evaluate(
+                        "() => document.querySelector('#review [data-ready]').dataset.scriptMs")) / 1000)
+                if k < 3:
+                    context.close()
+            first = statistics.median(colds)
             opens = []
             for _ in range(5):
                 t = time.perf_counter()
@@ -104,11 +146,12 @@ def main() -> None:
                 page.wait_for_selector("#review [data-ready='1']", state="attached")
                 opens.append(time.perf_counter() - t)
             in_page = int(page.evaluate("() => document.querySelector('#review [data-ready]').dataset.openMs"))
-            print(f"browser: page load to interactive timeline {first:.2f} s; re-open the game "
+            print(f"browser: cold load (fresh page to interactive timeline) {first:.2f} s median, of which "
+                  f"Gradio's own start {statistics.median(gradio_start):.2f} s; re-open the game "
                   f"{statistics.median(opens):.2f} s median (in-page {in_page} ms); "
                   f"{page.locator('.bs-marker').count()} marker elements at full zoom")
-            edits, in_page_edits = [], []
-            page.locator("#timeline .bs-marker").nth(100).click()
+            edits, in_page_edits, parts = [], [], []
+            page.locator("#timeline .bs-marker").nth(100).dispatch_event("click")  # markers overlap at full zoom
             for k in range(40):
                 page.keyboard.press("ArrowRight")
                 page.evaluate("() => document.querySelector('#edit-status').dataset.kind = 'waiting'")
@@ -119,15 +162,24 @@ def main() -> None:
                 edits.append(time.perf_counter() - t)
                 in_page_edits.append(int(page.evaluate(
                     "() => document.querySelector('#review [data-ready]').dataset.lastEditMs")))
+                parts.append(json.loads(page.evaluate(
+                    "() => document.querySelector('#review [data-ready]').dataset.lastEditParts")))
+            # The same 40 edits with the keys dispatched inside the page: the app's own latency
+            # from the key event to the next painted frame, without the driver's round trips.
+            own = json.loads(page.evaluate(IN_PAGE_EDITS))
             browser.close()
-    med_open = max(statistics.median(opens), statistics.median(server))
-    med_edit = statistics.median(edits)
-    print(f"edit round trip (key press -> stored -> timeline updated): median {1000 * med_edit:.0f} ms "
-          f"(in-page {statistics.median(in_page_edits):.0f} ms), "
-          f"p90 {1000 * sorted(edits)[int(0.9 * len(edits))]:.0f} ms")
-    print(f"targets: open {statistics.median(opens):.2f} s / 1.5 s ({statistics.median(opens) / 1.5:.2f}x); "
-          f"edit {1000 * med_edit:.0f} ms / 150 ms ({med_edit / 0.15:.2f}x); "
-          f"{'MET' if med_open < 1.5 and med_edit < 0.15 else 'NOT MET'}")
+    med_edit, p90_edit = statistics.median(edits), sorted(edits)[int(0.9 * len(edits))]
+    part = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
+    print(f"edit round trip (key press -> stored -> list and timeline updated): median {1000 * med_edit:.0f} ms, "
+          f"p90 {1000 * p90_edit:.0f} ms (in-page {statistics.median(in_page_edits):.0f} ms: server call "
+          f"{part['call']:.0f} ms, list {part['list']:.0f} ms, markers {part['markers']:.0f} ms)")
+    print(f"the same in the page (key event -> stored -> next frame painted, no driver): median "
+          f"{own['median']:.0f} ms, p90 {own['p90']:.0f} ms")
+    met = first <= COLD_LOAD_S and med_edit <= EDIT_MEDIAN_S and p90_edit <= EDIT_P90_S
+    print(f"targets: cold load {first:.2f} s / {COLD_LOAD_S:.1f} s ({first / COLD_LOAD_S:.2f}x); "
+          f"edit median {1000 * med_edit:.0f} ms / {1000 * EDIT_MEDIAN_S:.0f} ms ({med_edit / EDIT_MEDIAN_S:.2f}x), "
+          f"p90 {1000 * p90_edit:.0f} ms / {1000 * EDIT_P90_S:.0f} ms ({p90_edit / EDIT_P90_S:.2f}x); "
+          f"{'MET' if met else 'NOT MET'}")
 
 
 if __name__ == "__main__":

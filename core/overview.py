@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import pandas as pd
 
@@ -31,9 +32,23 @@ def video_status(game: dict) -> str:
     return f"{game['height']}p {game['duration_s'] / 60:.1f} min"
 
 
+def reviewed_note(mark: str | None) -> str:
+    """A game's fully-reviewed mark as a person reads it: ``ana, 2024-10-01 14:02`` (local
+    time), ``""`` when not marked. The mark is ``"<UTC timestamp> <author>"``
+    (:meth:`core.store.Store.set_fully_reviewed`)."""
+    if not mark:
+        return ""
+    stamp, _, who = mark.partition(" ")
+    try:
+        when = datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:  # not a timestamp (written by hand): show it as it is
+        return mark
+    return f"{who}, {when}" if who else when
+
+
 def games_table(store: Store) -> pd.DataFrame:
-    """Games with split, video status, labels per class, and the active version's predictions
-    and review progress."""
+    """Games with split, video status, labels per class, the active version's predictions and
+    review progress, and who marked the game fully reviewed, when."""
     games = store.games()
     counts = pd.DataFrame(store.label_counts(), columns=["game_id", "label", "n"])
     per_class = counts.pivot_table(index="game_id", columns="label", values="n", aggfunc="sum", fill_value=0)
@@ -50,6 +65,7 @@ def games_table(store: Store) -> pd.DataFrame:
         done, n_pred = progress.get(g["id"], (0, 0))
         row["predictions"] = n_pred
         row["reviewed"] = f"{done}/{n_pred}" if n_pred else "-"
+        row["fully reviewed"] = reviewed_note(g["fully_reviewed"])
         rows.append(row)
-    columns = ["game", "split", "video", *CLASS_ABBREV.values(), "labels", "predictions", "reviewed"]
+    columns = ["game", "split", "video", *CLASS_ABBREV.values(), "labels", "predictions", "reviewed", "fully reviewed"]
     return pd.DataFrame(rows, columns=columns)

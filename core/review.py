@@ -19,7 +19,7 @@ import numpy as np
 
 from core.errors import BallspotError, ConflictError
 from core.infer import load_curves
-from core.labels import CLASS_INDEX, CLASSES, FPS, TEAMS_ROLE, TEAMS_SIDE, clock
+from core.labels import CLASS_INDEX, CLASSES, DEFAULT_VISIBILITY, FPS, TEAMS_ROLE, TEAMS_SIDE, VISIBILITIES, clock
 from core.store import Store
 from core.versions import active_version, review_progress
 from core.video import read_frames
@@ -38,7 +38,8 @@ def label_event(row: dict, made_from: dict | None = None) -> dict:
     proposed it (version, confidence, accepted), so the prediction itself is not listed again."""
     event = {"id": f"l{row['id']}", "kind": "label", "frame": row["frame"], "label": row["label"],
              "team": row["team"], "source": row["source"], "status": "labelled", "confidence": None,
-             "revision": row["revision"], "author": row["author"], "prediction": row["prediction_id"]}
+             "revision": row["revision"], "author": row["author"], "prediction": row["prediction_id"],
+             "visibility": row["visibility"]}
     if made_from is not None:
         event.update(status="accepted", model=made_from["model_version"],
                      confidence=round(float(made_from["confidence"]), 4),
@@ -64,6 +65,21 @@ def prediction_event(row: dict) -> dict:
             "author": row["reviewer"], "model": row["model_version"]}
 
 
+def team_vocabulary(store: Store, game: int | str) -> tuple[str, str]:
+    """The two team names a game's review uses: left/right (the 2025 team task names the side of
+    the video) when its labels and predictions name sides and never roles, else home/away
+    (BAS-2024). New labels get this vocabulary; its first name is the default team."""
+    names = store.team_names(game)
+    return TEAMS_SIDE if names & set(TEAMS_SIDE) and not names & set(TEAMS_ROLE) else TEAMS_ROLE
+
+
+def start_game(store: Store, version: str | None) -> int | None:
+    """The game the review screen opens on: the one with the most pending predictions of the
+    active version (None when nothing is pending; the screen then reopens the last game)."""
+    if not version:
+        return None
+    pending = [(r["n"], r["game_id"]) for r in store.prediction_counts(version) if r["status"] == "pending"]
+    return max(pending, key=lambda p: (p[0], -p[1]))[1] if pending else None
 
 
 def game_choices(store: Store) -> list[tuple[str, int]]:
@@ -77,8 +93,9 @@ def game_choices(store: Store) -> list[tuple[str, int]]:
         done, total = progress.get(g["id"], (0, 0))
         review = f", {done}/{total} reviewed" if total else ""
         video = "" if g["video_path"] else ", no video"
-        out.append((f"{g['url_local']} ({g['split'] or 'no split'}, {counts.get(g['id'], 0)} labels{review}{video})",
-                    g["id"]))
+        marked = ", ✓ fully reviewed" if g["fully_reviewed"] else ""
+        out.append((f"{g['url_local']} ({g['split'] or 'no split'}, {counts.get(g['id'], 0)} labels{review}{video}"
+                    f"{marked})", g["id"]))
     return out
 
 
@@ -108,18 +125,22 @@ def open_game(store: Store, game: int | str, version: str | None = None) -> dict
                  "fps": FPS, "video": Path(g["video_path"]).name if g["video_path"] else None,
                  "width": g["width"], "height": g["height"]},
         "version": version, "events": events, "classes": list(CLASSES), "colours": CLASS_COLOURS,
-        "teams": list(TEAMS_ROLE), "cursor": cursor,
+        "teams": list(team_vocabulary(store, g["id"])), "reviewed": g["fully_reviewed"], "cursor": cursor,
     }
 
 
 def delta(store: Store, game: int | str, cursor: int, version: str | None) -> dict[str, Any]:
-    """Rows of a game changed since ``cursor`` (by anyone): events to upsert, ids removed."""
+    """Rows of a game changed since ``cursor`` (by anyone): events to upsert, ids removed, and
+    the game's fully-reviewed mark (``reviewed``) when that changed."""
     gid = store.game(game)["id"]
     latest, new_cursor = store.changes_since(gid, cursor)
     upsert, removed = [], []
+    out: dict[str, Any] = {}
     for (table, row_id), row in latest.items():
         key = ("l" if table == "labels" else "p") + str(row_id)
-        if row is None:
+        if table == "games":
+            out["reviewed"] = row["fully_reviewed"]
+        elif row is None:
             removed.append(key)
         elif table == "labels":
             upsert.append(label_event(row, _made_from(store, row)))
@@ -127,7 +148,7 @@ def delta(store: Store, game: int | str, cursor: int, version: str | None) -> di
             removed.append(key)  # shown as the label it made
         elif row["model_version"] == version:
             upsert.append(prediction_event(row))
-    return {"upsert": upsert, "removed": removed, "cursor": new_cursor}
+    return {"upsert": upsert, "removed": removed, "cursor": new_cursor, **out}
 
 
 @dataclass
@@ -170,10 +191,62 @@ def _revision(action: dict, key: str) -> int:
 
 
 def _flip_team(team: str) -> str:
+    """The other team of the pair ``team`` belongs to (an event keeps its game's vocabulary)."""
     for pair in (TEAMS_ROLE, TEAMS_SIDE):
         if team in pair:
             return pair[1 - pair.index(team)]
     return team
+
+
+def _flip_visibility(visibility: str) -> str:
+    """``visible`` <-> ``not shown`` (SoccerNet's two values: the action happened off camera)."""
+    return VISIBILITIES[1 - VISIBILITIES.index(visibility)] if visibility in VISIBILITIES else DEFAULT_VISIBILITY
+
+
+#: The most predictions one bulk action may name (a full match has about 2,000).
+MAX_BULK = 20_000
+
+
+def _bulk(store: Store, g: dict, action: dict, author: str | None, version: str | None) -> str:
+    """Accept every listed pending prediction at or above ``threshold``, or reject every one at
+    or below it, as ONE undo step: ``{"decision": "accept" | "reject", "threshold": t,
+    "events": [{"id": "p12", "revision": 3}, ...]}``, the predictions the client's filters
+    show. Each names the revision the client saw: one changed since (or no longer pending, or
+    on the wrong side of the threshold) is a conflict and nothing is written, as for one edit."""
+    decision = action.get("decision")
+    if decision not in ("accept", "reject"):
+        raise BallspotError(f"a bulk decision is 'accept' or 'reject', not {decision!r}")
+    threshold = action.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise BallspotError(f"the confidence threshold must be a number from 0 to 1, not {threshold!r}")
+    events = action.get("events")
+    if not isinstance(events, list) or not events:
+        raise BallspotError("a bulk action names the predictions it applies to (none were shown)")
+    if len(events) > MAX_BULK:
+        raise BallspotError(f"a bulk action applies to at most {MAX_BULK} predictions, not {len(events)}")
+    items = []
+    for e in events:
+        if not isinstance(e, dict):
+            raise BallspotError(f"not an event: {str(e)[:40]!r}")
+        table, pid = _parse_id(e.get("id"))
+        if table != "predictions":
+            raise BallspotError(f"{e.get('id')} is a label; bulk actions accept or reject predictions")
+        items.append((pid, _revision(e, "revision")))
+    if len({pid for pid, _ in items}) != len(items):
+        raise BallspotError("a prediction is named twice in the bulk action")
+    for pid, revision in items:
+        p = store.prediction(pid)
+        if p["game_id"] != g["id"] or (version is not None and p["model_version"] != version):
+            raise BallspotError(f"prediction {pid} is not one of this game's active predictions")
+        side = p["confidence"] >= threshold if decision == "accept" else p["confidence"] <= threshold
+        if p["revision"] != revision or p["status"] != "pending" or not side:
+            raise ConflictError(f"prediction {pid} ({p['label']} at {clock(p['frame'])}) was changed since you "
+                                "loaded it; nothing was changed", current=p)
+    word = "at or above" if decision == "accept" else "at or below"
+    status = "accepted" if decision == "accept" else "rejected"
+    summary = f"{decision} {len(items)} pending predictions {word} {threshold:.2f}"
+    store.review_many(status, items, reviewer=author, summary=summary)
+    return f"{status} {len(items)} pending prediction(s) {word} {threshold:.2f} (one undo step)"
 
 
 def edit(store: Store, game: int | str, action: dict, *, author: str | None, cursor: int,
@@ -181,9 +254,11 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
     """Apply one edit from the review screen; the store commits before this returns.
 
     ``action`` is ``{"op": ..., ...}``: add (frame, label, team), move (id, frame or by),
-    relabel (id, label), team (id), delete (id), accept (id), reject (id), undo, redo. An
-    edit names the event's ``revision`` it was based on: a stale one is refused (conflict).
-    Editing a prediction's frame, class or team accepts it corrected.
+    relabel (id, label), team (id), visibility (id; toggles visible / not shown), delete (id),
+    accept (id), reject (id), bulk (see :func:`_bulk`), reviewed (marked, seen: the game's
+    fully-reviewed mark), undo, redo. An edit names the event's ``revision`` it was based on: a
+    stale one is refused (conflict). Editing a prediction's frame, class or team accepts it
+    corrected.
     """
     g = store.game(game)
     op = action.get("op")
@@ -193,13 +268,31 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
             label = action.get("label")
             if label not in CLASS_INDEX:
                 raise BallspotError(f"unknown class {label!r}")
-            row = store.add_label(g["id"], _whole(action["frame"], "frame"), label,
-                                  action.get("team") or TEAMS_ROLE[0], author=author)
+            teams = team_vocabulary(store, g["id"])
+            team = action.get("team") or teams[0]
+            if team not in teams:
+                raise BallspotError(f"this game names its teams {' / '.join(teams)}, not {team!r}; nothing was added")
+            row = store.add_label(g["id"], _whole(action["frame"], "frame"), label, team, author=author)
             select, message = f"l{row['id']}", f"added {label} {row['team']} at {clock(row['frame'])}"
         elif op in ("undo", "redo"):
             target = (store.undo if op == "undo" else store.redo)(g["id"], author=author)
             message = f"{op}: {target['summary']}" if target else f"nothing to {op}"
-        elif op in ("move", "relabel", "team", "delete", "accept", "reject"):
+        elif op == "reviewed":
+            marked = action.get("marked")
+            if not isinstance(marked, bool):
+                raise BallspotError("'marked' must be true or false")
+            seen = action.get("seen")
+            if seen is not None and not isinstance(seen, str):
+                raise BallspotError("'seen' must be the mark as loaded, or null")
+            before = g["fully_reviewed"]
+            row = store.set_fully_reviewed(g["id"], marked, author=author, seen=seen)
+            message = (f"{g['url_local']} is already {'marked' if marked else 'not marked'} fully reviewed"
+                       if row["fully_reviewed"] == before else
+                       f"marked {g['url_local']} fully reviewed" if marked else
+                       f"{g['url_local']} is no longer marked fully reviewed")
+        elif op == "bulk":
+            message = _bulk(store, g, action, author, version)
+        elif op in ("move", "relabel", "team", "visibility", "delete", "accept", "reject"):
             table, row_id = _parse_id(action.get("id"))
             # Every edit of an existing event names the revision it was based on: without it
             # a stale tab would overwrite what another one confirmed.
@@ -207,7 +300,8 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
             row = store.label(row_id) if table == "labels" else store.prediction(row_id)
             if row["game_id"] != g["id"]:
                 raise BallspotError(f"event {action.get('id')} belongs to another game")
-            if table == "predictions" and row["status"] == "accepted" and op in ("move", "relabel", "team"):
+            if table == "predictions" and row["status"] == "accepted" and op in ("move", "relabel", "team",
+                                                                                 "visibility"):
                 made = store.label_made_by(row_id)
                 if made:  # an accepted prediction is corrected through the label it made
                     if revision != row["revision"]:
@@ -230,6 +324,8 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
                 changes["label"] = action["label"]
             elif op == "team":
                 changes["team"] = action.get("team") or _flip_team(row["team"])
+            elif op == "visibility" and table == "labels":
+                changes["visibility"] = action.get("visibility") or _flip_visibility(row["visibility"])
             if table == "labels":
                 if op in ("accept", "reject"):
                     raise BallspotError("accept and reject apply to predictions; this is a label")
@@ -247,6 +343,8 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
                     message = f"rejected {row['label']} {row['team']} at {clock(row['frame'])}"
                 elif op == "delete":
                     raise BallspotError("a prediction cannot be deleted; reject it (r)")
+                elif op == "visibility":
+                    raise BallspotError("visibility is a label's: accept the prediction first (a), then press v")
                 elif op == "accept" and row["status"] == "accepted" and store.label_made_by(row_id):
                     message = f"{row['label']} at {clock(row['frame'])} is already accepted"
                 else:

@@ -62,9 +62,17 @@ def browser():
         b.close()
 
 
+def named_context(browser, **options):
+    """A browser context whose reviewer already gave a name (the screen asks once, on the first
+    edit, where there are no logins; test_review_walkthrough answers that question itself)."""
+    context = browser.new_context(**options)
+    context.add_init_script("localStorage.setItem('ballspot.author', 'tester')")
+    return context
+
+
 @pytest.fixture
 def page(browser, app, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context = named_context(browser, viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -182,6 +190,7 @@ def test_keyboard_edits_land_in_the_store_and_survive_a_reload(page, workspace):
 def test_typing_in_a_field_does_not_edit(page, workspace):
     store = Store.open(workspace)
     before = len(store.labels(store.games()[0]["id"]))
+    page.locator("#author").fill("")  # the fixture's reviewer name
     page.locator("#author").click()
     page.keyboard.type("ana 1")
     assert page.locator("#author").input_value() == "ana 1"
@@ -223,28 +232,37 @@ def demo_app(tmp_path_factory):
 
 def test_retrain_from_the_ui_shows_progress_and_the_new_version(browser, demo_app, request):
     url, ws = demo_app
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = named_context(browser, viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     try:
         pg.goto(url)
         wait_ready(pg)
         pg.get_by_role("tab", name="Models").click()
+        assert "no run yet" in pg.locator("#job-plot").inner_text()  # before any job, the chart says so
         pg.locator("#retrain input").first.click()
         pg.get_by_role("option", name="tiny.yaml").click()
         pg.get_by_label("Epochs (0: the config's)").fill("1")
         pg.locator("#retrain-button").click()
-        seen = set()
+        row = pg.locator("#jobs .bs-job").first
+        row.wait_for(timeout=30_000)
+        seen, phases = set(), set()
         deadline = pg.evaluate("Date.now()") + 240_000
         while pg.evaluate("Date.now()") < deadline:
-            value = float(pg.locator("#job-progress input[type=number]").input_value() or 0)
-            seen.add(value)
-            if "done" in pg.locator("#jobs").inner_text() or "failed" in pg.locator("#jobs").inner_text():
+            seen.add(int(row.get_attribute("data-progress") or 0))
+            phases.add(row.locator(".bs-job-phase").inner_text())
+            if row.get_attribute("data-status") in ("done", "failed", "cancelled"):
                 break
             pg.wait_for_timeout(100)
-        jobs = pg.locator("#jobs").inner_text()
-        assert "done" in jobs, jobs
-        # The bar moved: it showed the job part-way, then the job finished.
+        assert row.get_attribute("data-status") == "done", row.inner_text()
+        # The job's own bar moved: it showed the job part-way, then the job finished.
         assert {v for v in seen if 0 < v < 100}, f"progress did not move: {sorted(seen)}"
+        assert row.locator(".bs-job-fill").evaluate("e => e.style.width") == "100%"
+        assert not row.locator(".bs-job-cancel").is_visible()  # nothing left to cancel
+        known = {"starting", "pretraining", "ball track", "training", "inference", "finishing"}
+        assert {p.split(" · ")[0] for p in phases} & known, phases  # the bar said what the job was doing
+        # One epoch: the chart still shows its points (a marker per series), not an empty line.
+        pg.wait_for_function("() => document.querySelectorAll('#job-plot circle.bs-curve-point').length === 2")
+        pg.get_by_role("tab", name="Versions").click()
         pg.wait_for_function("() => document.querySelector('#models').innerText.includes('v1')")
         with Store.open(ws) as store:
             assert [m["version"] for m in store.models()] == ["demo", "v1"]
@@ -284,11 +302,13 @@ def test_the_whole_review_screen_fits_a_laptop_screen_and_help_is_an_overlay(bro
         pg.goto(app)
         wait_ready(pg)
         boxes = pg.evaluate("""() => Object.fromEntries(['#player', '#events', '#timeline', '#lanes', '#edit-status',
-            '#help-button'].map((s) => { const r = document.querySelector(s).getBoundingClientRect();
+            '#help-button', '#lane-names', '#filmstrip', '#scrub', '#frame-input', '#reviewed-button', '#bulk-accept',
+            '#bulk-reject'].map((s) => { const r = document.querySelector(s).getBoundingClientRect();
             return [s, [r.top, r.bottom, r.height]]; }))""")
         for name, (top, bottom, tall) in boxes.items():
             assert tall > 0 and 0 <= top and bottom <= height, (name, top, bottom, size)
-        assert boxes["#lanes"][2] >= 12 * 14 + 30, boxes["#lanes"]  # every lane, the score lane and the axis
+        assert boxes["#lanes"][2] >= 12 * 16 + 30, boxes["#lanes"]  # every lane, the score lane and the axis
+        assert pg.evaluate("document.documentElement.scrollWidth") <= width
         assert pg.evaluate("window.scrollY") == 0
         pg.keyboard.press("?")
         help_box = pg.locator("#help").bounding_box()
@@ -297,3 +317,297 @@ def test_the_whole_review_screen_fits_a_laptop_screen_and_help_is_an_overlay(bro
         assert not pg.is_visible("#help")
     finally:
         context.close()
+
+
+# --------------------------------------------------------------------------- the analyst's features
+
+
+@pytest.fixture(scope="module")
+def analyst_app(tmp_path_factory):
+    """Two games: a synthetic one with a video and a model's predictions, and a labels-only game
+    labelled by side (left/right, the 2025 team task) with more pending predictions."""
+    from conftest import annotation, make_game
+
+    root = tmp_path_factory.mktemp("analyst")
+    generate_game(root / "src", SynthConfig(minutes=0.3, seed=9, render=RenderOptions(320, 180), exact=False))
+    make_game(root / "side", "league/2025/left v right", [annotation(30, team="left"),
+                                                          annotation(80, "SHOT", "right")])
+    ws = Workspace.at(root / "ws").ensure()
+    with Store.open(ws) as store:
+        import_source(store, root / "src", workspace=ws, split="test")
+        import_source(store, root / "side", workspace=ws, split="test")
+        video_game, side_game = _two(store)
+        store.register_model("v1")
+        store.add_predictions("v1", video_game, [(lab["frame"] + 2, lab["label"], lab["team"], 0.55)
+                                                 for lab in store.labels(video_game)[:3]])
+        store.add_predictions("v1", side_game, [(100, "PASS", "left", 0.9), (140, "DRIVE", "right", 0.85),
+                                                (180, "PASS", "left", 0.5), (220, "OUT", "right", 0.25),
+                                                (260, "PASS", "right", 0.1), (300, "CROSS", "left", 0.05)])
+    with running_app(ws.root) as url:
+        yield url, ws, video_game, side_game
+
+
+def _two(store: Store) -> tuple[int, int]:
+    """(the game with a video, the side-labelled one)."""
+    games = store.games()
+    video = next(g["id"] for g in games if g["video_path"])
+    return video, next(g["id"] for g in games if g["id"] != video)
+
+
+def test_review_walkthrough_of_the_analysts_features(browser, analyst_app, request):
+    """One reviewer's session at 1440x900, through every feature an analyst asked for: the game
+    to start on, the name asked once, left/right teams, go-to and scrub, bulk decisions on
+    what the filters show (one undo step each), visibility, the fully-reviewed mark (picker,
+    Games tab, a row click opens a game), whole class names, 10 px markers, the filmstrip."""
+    from core.labels import CLASSES
+
+    url, ws, video_game, side_game = analyst_app
+    store = Store.open(ws)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})  # no reviewer name yet
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        pg.goto(url)
+        wait_ready(pg)
+        # It opens on the game with the most pending predictions, in that game's team names.
+        assert pg.locator("#game-select").input_value() == str(side_game)
+        assert pg.locator("#team-toggle button").all_inner_texts() == ["left", "right"]
+
+        # Go to a frame by number (g focuses the box); the first edit asks for the name, once.
+        pg.keyboard.press("g")
+        pg.keyboard.type("12")
+        pg.keyboard.press("Enter")
+        assert current_frame(pg) == 12
+        with saved(pg):
+            pg.keyboard.press("1")
+            pg.locator("#reviewer-prompt").wait_for()
+            pg.locator("#reviewer-name").fill("carol")
+            pg.locator("#reviewer-name").press("Enter")
+        lab = next(r for r in store.labels(side_game) if r["frame"] == 12)
+        assert (lab["label"], lab["team"], lab["author"]) == ("PASS", "left", "carol")
+        pg.keyboard.press("Shift+T")
+        pg.keyboard.press("g")
+        pg.keyboard.type("00:01.05")  # a clock time: 1 s and 5 frames
+        pg.keyboard.press("Enter")
+        assert current_frame(pg) == 30
+        with saved(pg):
+            pg.keyboard.press("2")
+        assert not pg.is_visible("#reviewer-prompt")
+        drives = [r for r in store.labels(side_game) if r["frame"] == 30 and r["label"] == "DRIVE"]
+        assert [(r["team"], r["author"]) for r in drives] == [("right", "carol")]
+
+        # Bulk: accept every pending prediction shown at or above 0.8, as one undo step.
+        pg.locator("#bulk-accept-at").fill("0.8")
+        assert pg.locator("#bulk-accept").inner_text() == "accept 2"
+        steps = len(store.history(side_game, limit=1000))
+        with saved(pg):
+            pg.locator("#bulk-accept").click()
+        decided = {p["frame"]: p["status"] for p in store.predictions(side_game, "v1")}
+        assert (decided[100], decided[140], decided[180]) == ("accepted", "accepted", "pending")
+        assert len(store.history(side_game, limit=1000)) == steps + 1
+        with saved(pg):
+            pg.keyboard.press("Control+z")
+        assert {p["status"] for p in store.predictions(side_game, "v1")} == {"pending"}
+        # Reject at or below 0.3 only what the filters show: PASS.
+        pg.select_option("#filter-class", "PASS")
+        pg.locator("#bulk-reject-at").fill("0.3")
+        assert pg.locator("#bulk-reject").inner_text() == "reject 1"
+        with saved(pg):
+            pg.locator("#bulk-reject").click()
+        decided = {p["frame"]: p["status"] for p in store.predictions(side_game, "v1")}
+        assert (decided[260], decided[220], decided[300]) == ("rejected", "pending", "pending")
+        pg.select_option("#filter-class", "")
+
+        # Shift+F marks the game fully reviewed: stored with the name, shown in the picker.
+        with saved(pg):
+            pg.keyboard.press("Shift+F")
+        mark = store.game(side_game)["fully_reviewed"]
+        assert mark and mark.endswith(" carol")
+        assert pg.locator("#reviewed-button").get_attribute("data-reviewed") == "1"
+        pg.wait_for_function("() => document.querySelector('#game-select option:checked')"
+                             ".textContent.includes('fully reviewed')", timeout=5_000)
+
+        # The Games tab shows the mark; clicking a game's row opens it for review.
+        pg.get_by_role("tab", name="Games").click()
+        pg.locator("#games-table").get_by_text("carol, ").filter(visible=True).first.wait_for(timeout=10_000)
+        pg.locator("#games-table").get_by_text(store.game(video_game)["url_local"], exact=True) \
+            .filter(visible=True).first.click()
+        pg.wait_for_function(f"() => document.querySelector('#game-select').value === '{video_game}' && "
+                             "document.querySelectorAll('#timeline .bs-marker').length > 0")
+        assert pg.is_visible("#player")
+        assert pg.locator("#team-toggle button").all_inner_texts() == ["home", "away"]
+
+        # Go to a clock time, refuse nonsense, scrub.
+        pg.wait_for_function("() => document.querySelector('#player').readyState >= 2", timeout=30_000)
+        pg.keyboard.press("g")
+        pg.keyboard.type("00:02.05")
+        pg.keyboard.press("Enter")
+        assert current_frame(pg) == 55
+        pg.wait_for_function("() => Math.floor(document.querySelector('#player').currentTime * 25) === 55")
+        pg.keyboard.press("g")
+        pg.keyboard.type("2:75")
+        pg.keyboard.press("Enter")
+        assert current_frame(pg) == 55 and "not a frame" in status(pg)
+        pg.keyboard.press("Escape")
+        pg.locator("#scrub").fill("200")
+        assert current_frame(pg) == 200
+
+        # v: the selected label is not shown on camera (list and marker say so), undoable.
+        frames = [r["frame"] for r in store.labels(video_game)] + [p["frame"] for p in store.predictions(video_game)]
+        lab = max(store.labels(video_game), key=lambda r: min(abs(r["frame"] - f) or 10**6 for f in frames))
+        lid = lab["id"]  # the label farthest from any other event: no neighbour covers it once zoomed in
+        marker = pg.locator(f"#timeline .bs-marker[data-id='l{lid}']")
+        pg.keyboard.press("g")
+        pg.keyboard.type(str(lab["frame"]))
+        pg.keyboard.press("Enter")
+        for _ in range(3):
+            pg.keyboard.press("z")
+        marker.click()
+        with saved(pg):
+            pg.keyboard.press("v")
+        assert store.label(lid)["visibility"] == "not shown"
+        assert "vis-not-shown" in marker.get_attribute("class")
+        assert pg.locator(f"#events .bs-row[data-id='l{lid}']").get_attribute("data-visibility") == "not shown"
+        with saved(pg):
+            pg.keyboard.press("Control+z")
+        assert store.label(lid)["visibility"] == "visible"
+
+        # Markers are hit targets of 10 px; each lane's key and whole class name sit beside the lanes.
+        sizes = pg.evaluate("() => [...document.querySelectorAll('#timeline .bs-marker')].map((m) => {"
+                            "const r = m.getBoundingClientRect(); return Math.min(r.width, r.height); })")
+        assert sizes and min(sizes) >= 10
+        names = pg.evaluate("""() => { const lanes = document.querySelector('#lanes').getBoundingClientRect();
+            return [...document.querySelectorAll('#lane-names .bs-lane-name')].slice(0, 12).map((d) => {
+              const r = d.getBoundingClientRect();
+              return [d.textContent, d.scrollWidth <= d.clientWidth, r.right <= lanes.left + 1, r.bottom <= 900];
+            }); }""")
+        assert [n.split(" ", 1) for n, *_ in names] == [[k, c] for k, c in zip("1234567890-=", CLASSES)]
+        assert all(fits and beside and seen for _, fits, beside, seen in names), names
+        # ...and in the list, the class column is as wide as the longest name.
+        need, width = pg.evaluate("""() => { const s = document.querySelector('#events .bs-row select');
+            const g = document.createElement('canvas').getContext('2d'); const cs = getComputedStyle(s);
+            g.font = `${cs.fontSize} ${cs.fontFamily}`;
+            return [Math.max(...[...s.options].map((o) => g.measureText(o.textContent).width)), s.clientWidth]; }""")
+        assert need + 24 <= width, (need, width)
+
+        # The filmstrip: nine frames, large; hovering covers nothing; a click enlarges one over
+        # the player, and Enter moves the event there.
+        marker.click()
+        pg.locator("#filmstrip figure.centre").wait_for()
+        figs = pg.locator("#filmstrip figure")
+        assert figs.count() == 9 and figs.nth(0).locator("img").bounding_box()["height"] >= 70
+        neighbour, own = figs.nth(4).bounding_box(), figs.nth(3).locator("img").bounding_box()
+        figs.nth(3).hover()
+        under = pg.evaluate(f"() => document.elementFromPoint({neighbour['x'] + neighbour['width'] / 2}, "
+                            f"{neighbour['y'] + neighbour['height'] / 2}).closest('figure').dataset.frame")
+        assert under == figs.nth(4).get_attribute("data-frame")
+        assert figs.nth(3).locator("img").bounding_box() == own
+        target = int(figs.nth(6).get_attribute("data-frame"))
+        figs.nth(6).click()
+        pg.locator("#film-zoom").wait_for()
+        zoom, player = pg.locator("#film-zoom").bounding_box(), pg.locator("#player").bounding_box()
+        assert abs(zoom["y"] - player["y"]) <= 1 and zoom["height"] <= player["height"] + 1
+        pg.wait_for_function("() => document.querySelector('#film-zoom-img').naturalHeight >= 500")
+        with saved(pg):
+            pg.keyboard.press("Enter")
+        assert store.label(lid)["frame"] == target and not pg.is_visible("#film-zoom")
+
+        pg.keyboard.press("?")
+        help_text = pg.locator("#help").inner_text()
+        assert "Shift+F" in help_text and "not shown" in help_text and "MM:SS" in help_text
+        pg.keyboard.press("Escape")
+        assert not errors, errors
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        raise
+    finally:
+        context.close()
+        store.close()
+
+
+def test_the_models_tab_fits_a_laptop_with_a_bar_and_cancel_per_job(browser, analyst_app, request):
+    """At 1440x900: the chart says there is no run yet; each job is a progress bar with its
+    phase, epoch and time left, and a Cancel in its row that stops it; nothing runs off the
+    screen; the per-class table shows every class; numbers have at most three decimals."""
+    import re
+    import signal
+    import subprocess
+    from datetime import datetime, timedelta, timezone
+
+    from core.labels import CLASSES
+    from core.metrics import VALID_MAP
+
+    url, ws, *_ = analyst_app
+    store = Store.open(ws)
+    context = named_context(browser, viewport={"width": 1440, "height": 900})
+    pg = context.new_page()
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)  # stands in for a job's process
+    try:
+        pg.goto(url)
+        wait_ready(pg)
+        pg.get_by_role("tab", name="Models").click()
+        pg.locator("#job-plot").get_by_text("no run yet").wait_for()
+        assert "No jobs yet" in pg.locator("#jobs").inner_text()
+
+        with store.transaction():  # never seen queued: the app's timer would start it
+            running = store.create_job("retrain", {})
+            started = (datetime.now(timezone.utc) - timedelta(seconds=60)).isoformat()
+            store.transition_job(running["id"], ["queued"], status="running", pid=sleeper.pid, started=started,
+                                 progress=0.3, message="epoch 3/20 step 5/10 loss 0.5000")
+            queued = store.create_job("infer", {"version": "v1"})
+        row = pg.locator(f"#jobs .bs-job[data-id='{running['id']}']")
+        row.wait_for()
+        assert row.locator(".bs-job-phase").inner_text() == "training · epoch 3/20"
+        assert "started" in row.locator(".bs-job-when").inner_text()
+        assert "about 2 min left" in row.locator(".bs-job-when").inner_text()
+        assert row.locator(".bs-job-fill").evaluate("e => e.style.width") == "30%"
+        assert pg.locator(f"#jobs .bs-job[data-id='{queued['id']}'] .bs-job-phase").inner_text() == "queued"
+
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 1440
+        for name in ("#retrain", "#infer", "#jobs", "#job-log", "#job-plot", "#retrain-button", "#infer-button"):
+            box = pg.locator(name).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 1440 and box["y"] + box["height"] <= 900, \
+                (name, box)
+
+        # Cancel from the rows: the queued job first (else it would start), then the running one.
+        pg.locator(f"#jobs .bs-job[data-id='{queued['id']}'] .bs-job-cancel").click()
+        pg.wait_for_function(f"() => document.querySelector(\"#jobs .bs-job[data-id='{queued['id']}']\")"
+                             ".dataset.status === 'cancelled'", timeout=15_000)
+        row.locator(".bs-job-cancel").click()
+        pg.wait_for_function(f"() => document.querySelector(\"#jobs .bs-job[data-id='{running['id']}']\")"
+                             ".dataset.status === 'cancelled'", timeout=30_000)
+        assert store.job(running["id"])["status"] == "cancelled" and sleeper.wait(timeout=15) is not None
+        assert "cancelled" in pg.locator("#job-submitted").inner_text()
+
+        # Versions: the per-class table shows every class and the mean, nothing hidden.
+        per_class = {c: round(0.0137 * (i + 1), 6) for i, c in enumerate(CLASSES)}
+        store.register_model("v2", parent="v1", metrics={VALID_MAP: 0.123456, "per_class": per_class,
+                                                         "reviewed_labels": 40})
+        pg.get_by_role("tab", name="Versions").click()
+        pg.wait_for_function("() => document.querySelector('#models').innerText.includes('v2')", timeout=10_000)
+        pg.locator("#version-pick input").click()
+        pg.get_by_role("option", name="v2", exact=True).click()
+        pg.wait_for_function("() => document.querySelector('#compare').innerText.includes('GOAL')")
+        rows = pg.evaluate("""() => [...document.querySelectorAll('#compare [data-testid^="cell-"]')]
+            .filter((c) => /^cell-\\d+-0$/.test(c.dataset.testid))
+            .map((c) => [c.innerText.trim(), c.getBoundingClientRect().bottom])""")
+        assert len(rows) == 13 and all(bottom <= 900 for _, bottom in rows), rows
+        assert [name for name, _ in rows][1:] == list(CLASSES)
+        hidden = pg.evaluate("""() => [...document.querySelectorAll('#compare *')].filter((e) => e.clientHeight > 0
+            && e.scrollHeight > e.clientHeight + 1 && getComputedStyle(e).overflowY !== 'visible').length""")
+        assert hidden == 0  # nothing to scroll to: no class is hidden
+        shown = pg.locator("#models").inner_text() + pg.locator("#compare").inner_text()
+        assert "0.123" in shown and not re.search(r"\d\.\d{4,}", shown), shown
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 1440
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        raise
+    finally:
+        if sleeper.poll() is None:
+            sleeper.send_signal(signal.SIGKILL)
+            sleeper.wait()
+        context.close()
+        store.close()

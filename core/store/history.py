@@ -8,6 +8,8 @@ Why it is built this way:
   :meth:`History._update` or :meth:`History._delete`, which append it to ``changes`` (the row
   before and after, as JSON) under one ``actions`` row per user operation. That log is the
   audit trail and the undo/redo stack, so undo survives a restart. Triggers make it append-only.
+* A game's own row is logged the same way when a reviewer marks it fully reviewed (so undo
+  takes the mark back); it has no ``revision``, so that edit is checked against the mark seen.
 * The log keeps rows exactly as stored (JSON columns as text): undo compares a row's present
   state with the logged one and writes the logged one back, so both must be the database's own.
   Rows handed to callers (:meth:`History.changes_since`, a conflict's ``current``) are decoded.
@@ -99,7 +101,9 @@ class History(Database):
         """Change a row last seen at ``base_revision`` (None: whatever it is now) and log it."""
         before = self._row(table, row_id)
         self._check_revision(table, before, base_revision)
-        after = {**before, **changes, "revision": before["revision"] + 1, "updated": now()}
+        after = {**before, **changes, "updated": now()}
+        if "revision" in before:  # a game's row has none: its review mark is checked by value
+            after["revision"] = before["revision"] + 1
         sets = ", ".join(f"{k} = ?" for k in after if k != "id")
         try:
             self.conn.execute(
@@ -241,7 +245,7 @@ class History(Database):
         return (self._one("SELECT MAX(id) AS id FROM changes") or {}).get("id") or 0
 
     def changes_since(self, game: int | str, cursor: int) -> tuple[dict[tuple[str, int], dict | None], int]:
-        """What changed in a game's labels and predictions after ``cursor``: the latest state of
+        """What changed in a game's labels, predictions and own row after ``cursor``: the latest state of
         each changed row (None if deleted), keyed by (table, id), and the new cursor. Lets a
         client apply only deltas, including edits made elsewhere (another tab, the CLI)."""
         gid = self._game_id(game)

@@ -104,6 +104,42 @@ class Store(History, Jobs):
     def _game_id(self, game: int | str) -> int:
         return self.game(game)["id"]
 
+    def set_fully_reviewed(self, game: int | str, marked: bool, *, author: str | None = None,
+                           seen: str | None = None) -> dict:
+        """Mark a game fully reviewed (every event in it labelled) or take the mark back.
+
+        The mark is ``"<UTC timestamp> <author>"`` (just the timestamp without an author): who
+        said so and when, readable without parsing JSON. It is an undoable edit of the game's
+        row, logged like a label's. ``seen``: the mark the caller last saw (None: unmarked); a
+        mark changed since is a conflict and nothing is written. Already as wanted: no edit.
+        """
+        with self.transaction():  # the check and the write see the same row
+            g = self.game(game)
+            if g["fully_reviewed"] != seen:
+                state = f"marked fully reviewed ({g['fully_reviewed']})" if g["fully_reviewed"] else "not marked"
+                raise ConflictError(f"{g['url_local']} was changed since you loaded it: it is {state} now; "
+                                    "nothing was changed",
+                                    current={"id": g["id"], "fully_reviewed": g["fully_reviewed"]})
+            if bool(g["fully_reviewed"]) == marked:
+                return g
+            value = None if not marked else f"{now()} {author}" if author else now()
+            summary = f"{'mark' if marked else 'unmark'} {g['url_local']} fully reviewed"
+            with self._operation("update", g["id"], author, summary):
+                self._update("games", g["id"], {"fully_reviewed": value}, None)
+            return self.game(g["id"])
+
+    def fully_reviewed_games(self) -> dict[int, str]:
+        """The games a reviewer marked fully reviewed: id -> mark (``"<UTC timestamp> <author>"``)."""
+        rows = self._query("SELECT id, fully_reviewed FROM games WHERE fully_reviewed IS NOT NULL")
+        return {r["id"]: r["fully_reviewed"] for r in rows}
+
+    def team_names(self, game: int | str) -> set[str]:
+        """The team names a game's labels and predictions use (home/away, left/right or both)."""
+        gid = self._game_id(game)
+        rows = self._query("SELECT DISTINCT team FROM labels WHERE game_id = ? "
+                           "UNION SELECT DISTINCT team FROM predictions WHERE game_id = ?", (gid, gid))
+        return {r["team"] for r in rows}
+
     @staticmethod
     def _video_columns(video: VideoInfo | None) -> dict:
         v = video
@@ -332,6 +368,29 @@ class Store(History, Jobs):
         with self._operation("reject", p["game_id"], reviewer, summary):
             return self._reject_row(prediction_id, reviewer, base_revision)
 
+    def review_many(self, status: str, predictions: list[tuple[int, int]], *, reviewer: str | None = None,
+                    summary: str) -> list[dict]:
+        """Accept or reject many predictions of one game as ONE operation (one undo step).
+
+        ``predictions``: ``(id, revision seen)`` each; one changed since (a stale revision) is a
+        conflict and nothing at all is written, as for a single accept or reject.
+        """
+        if status not in ("accepted", "rejected"):
+            raise BallspotError(f"a review decision is 'accepted' or 'rejected', not {status!r}")
+        if not predictions:
+            raise BallspotError("no predictions to review")
+        with self.transaction():
+            rows = [self.prediction(pid) for pid, _ in predictions]
+            games = {p["game_id"] for p in rows}
+            if len(games) != 1:
+                raise BallspotError("a bulk review applies to the predictions of one game")
+            targets = [self._accept_target(p, {}) if status == "accepted" else None for p in rows]
+            kind = "accept" if status == "accepted" else "reject"
+            with self._operation(kind, games.pop(), reviewer, summary):
+                return [self._accept_row(pid, reviewer, revision, target) if status == "accepted"
+                        else self._reject_row(pid, reviewer, revision)
+                        for (pid, revision), target in zip(predictions, targets)]
+
     def carry_decisions(self, game: int | str, decisions: list[tuple[int, str, str | None, dict]],
                         summary: str) -> int:
         """Apply review decisions to a new prediction run in one operation (not undoable, like
@@ -437,6 +496,7 @@ class Store(History, Jobs):
                 row["url_youtube"] = g.url_youtube
             if g.label_path or old is None:
                 row["label_path"] = g.label_path
+                row["extra"] = encode_json(g.extra)  # the file's, replacing what an older file said
             if g.video is not None or old is None:
                 row.update(self._video_columns(g.video))
                 done.videos += g.video is not None
@@ -496,7 +556,6 @@ class Store(History, Jobs):
                     "SELECT frame, label, team, visibility FROM labels WHERE game_id = ? ORDER BY frame, label, team",
                     (g["id"],),
                 ):
-                row["extra"] = encode_json(g.extra)  # the file's, replacing what an older file said
                     h.update(f"L{tuple(r.values())}\n".encode())
                 for r in self._query(
                     "SELECT frame, label, team FROM predictions WHERE game_id = ? AND status = 'rejected' "
