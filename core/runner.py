@@ -1,15 +1,16 @@
 """Running a model over a workspace's games: resolve the model, infer, store the results.
 
-Shared by ``launch.py infer`` and the app's re-infer job, so both do exactly the same.
+Shared by ``launch.py infer`` and the app's re-infer job, so both do exactly the same, in
+this process or over several (``core.shard``, one per GPU).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from core.errors import BallspotError, NotFoundError
-from core.infer import Event, InferConfig, infer_video, save_curves
+from core.infer import Event, GameScores, InferConfig, infer_video, save_curves
 from core.model import CONFIG_FILE, load
 from core.progress import Progress, after
 from core.store import Store
@@ -59,13 +60,31 @@ def store_run(store: Store, version: str, game: int | str, events: list[Event]) 
         return carry_over(store, game, own, version, source=version)
 
 
+def _infer_here(folder: Path, games: list[dict], config: InferConfig, progress: Progress | None
+                ) -> Iterator[tuple[dict, GameScores, list[Event]]]:
+    """(game, scores, events) of each game, inferred in this process, one after the other."""
+    model = load(folder)
+    total = sum(g["frame_count"] or 0 for g in games)
+    done_before = 0
+    for g in games:
+        with open_game_video(g) as video:  # the file imported, never what a link now points at
+            scores, events = infer_video(model, video, config, progress=after(progress, done_before, total,
+                                                                              g["url_local"]))
+        yield g, scores, events
+        done_before += g["frame_count"] or len(scores.scores)
+
+
 def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, games: list[str],
                 config: InferConfig, progress: Progress | None = None,
-                skip_missing: bool = True, on_stored: Callable[[str, int], None] | None = None
-                ) -> list[tuple[str, int]]:
+                skip_missing: bool = True, on_stored: Callable[[str, int], None] | None = None,
+                gpus: int = 1) -> list[tuple[str, int]]:
     """Infer each game that has a video; store its events under ``version`` (``store_run``:
-    its review decisions kept) and its curves. Returns (game, events) per game inferred;
-    ``on_stored(game, decisions kept)`` hears of each game as it is stored.
+    its review decisions kept) and its curves. Returns (game, events) per game inferred, in the
+    order given; ``on_stored(game, decisions kept)`` hears of each game as it is stored.
+
+    ``gpus`` > 1: the games are shared out over that many worker processes, one per GPU
+    (``core.shard``); this process stores each game as it comes back, so what is stored is what
+    one process stores.
 
     Games without a readable video are skipped (reported by the caller from the result), or,
     with ``skip_missing=False`` (games the user named), an error.
@@ -77,18 +96,19 @@ def infer_games(store: Store, workspace: Workspace, version: str, folder: Path, 
     chosen = [g for g in chosen if g["url_local"] not in missing]
     if not chosen:
         raise BallspotError("no game with a video to run the model on")
-    model = load(folder)
-    total = sum(g["frame_count"] or 0 for g in chosen)
-    done_before = 0
-    out = []
-    for g in chosen:
-        with open_game_video(g) as video:  # the file imported, never what a link now points at
-            scores, events = infer_video(model, video, config, progress=after(progress, done_before, total,
-                                                                              g["url_local"]))
+    if gpus != 1:
+        from core.shard import infer_sharded, worker_devices
+
+        worker_devices(gpus, config.device)  # more GPUs than there are: refused before any work
+    if gpus > 1 and len(chosen) > 1:
+        results = infer_sharded(folder, chosen, config, gpus, progress)
+    else:
+        results = _infer_here(folder, chosen, config, progress)
+    counts = {}
+    for g, scores, events in results:
         kept = store_run(store, version, g["id"], events)
         save_curves(workspace.scores_path(version, g["id"]), scores)
         if on_stored is not None:
             on_stored(g["url_local"], kept)
-        done_before += g["frame_count"] or len(scores.scores)
-        out.append((g["url_local"], len(events)))
-    return out
+        counts[g["url_local"]] = len(events)
+    return [(g["url_local"], counts[g["url_local"]]) for g in chosen]

@@ -10,11 +10,13 @@ video only if it is still the file that was imported.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import queue
 import re
 import stat as stat_module
 import threading
+import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -304,6 +306,10 @@ class FrameReader:
         self.frame_count = int(stream.frames)
         if self.rate:
             self.frame_count = int(round(self.frame_count * self.rate / self.fps))
+        #: Seconds the reader's thread spent decoding, and turning frames grey and fitting them
+        #: (for ``core.infer.InferStats``: which stage bounds inference).
+        self.decode_s = 0.0
+        self.resize_s = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="frame-reader")
@@ -312,8 +318,13 @@ class FrameReader:
     def _run(self) -> None:
         try:
             out = 0  # next output frame (resampling only)
-            for i, frame in enumerate(self._container.decode(self._stream)):
-                if self._stop.is_set():
+            frames = self._container.decode(self._stream)
+            clock = time.perf_counter
+            for i in itertools.count():
+                t = clock()
+                frame = next(frames, None)
+                self.decode_s += clock() - t
+                if frame is None or self._stop.is_set():
                     break
                 repeat = 1
                 if self.rate:  # how many output frames have this video frame as their nearest
@@ -324,7 +335,9 @@ class FrameReader:
                     if not repeat:
                         continue
                 # fit() copies out of the decoder's buffer: one copy per frame, not two.
+                t = clock()
                 item = fit(grey(frame, copy=False), self.size) if self.size else grey(frame)
+                self.resize_s += clock() - t
                 for _ in range(repeat):
                     while not self._stop.is_set():
                         try:

@@ -3,6 +3,7 @@ of the score curves as configured, and the CLI stores and exports what it found.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -306,3 +307,67 @@ def test_inference_never_opens_a_video_swapped_for_a_link_to_the_database(model,
             infer_games(store, ws, "m", tmp_path / "m", [game["url_local"]], InferConfig(tta=False),
                         skip_missing=False)
         assert store.predictions(game["id"], "m") == []
+
+
+@pytest.fixture
+def light():
+    """A light model with a track, for the compiled path's tests."""
+    torch.manual_seed(5)
+    return BallActionModel(ModelConfig(encoder="mobilenetv3_small_050", frames=9, input_size=(64, 112),
+                                       feature_stage=-2, proj_channels=16, blocks_3d=1, stack_channels=16,
+                                       track_frames=15)).eval()
+
+
+def test_the_compiled_path_gives_the_eager_scores_and_compiles_each_part_once(light, noise, monkeypatch):
+    """Compiled, each part sees one input shape (batches padded), so a game of any length,
+    its short last batch included, compiles the encoder and the head once each. Inductor's own
+    code generation takes a minute on 2 cores; dynamo with the eager backend checks the same
+    padding, slicing and tracing (the bench runs inductor on long games)."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(tuple(tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)))
+        return gm.forward
+
+    monkeypatch.setattr("core.infer._compile", lambda fn: torch.compile(fn, backend=backend, dynamic=False))
+    torch._dynamo.reset()
+    for tta in (True, False):
+        eager = frame_scores(light, iter(noise), InferConfig(batch=8, tta=tta, compile=False))
+        compiled = frame_scores(light, iter(noise), InferConfig(batch=8, tta=tta, compile=True))
+        assert np.abs(compiled.scores - eager.scores).max() < 1e-5
+        assert np.abs(compiled.team - eager.team).max() < 1e-5
+    assert len(graphs) == 4, graphs  # two parts, with and without TTA (views double the batch)
+    frame_scores(light, iter(noise[:29]), InferConfig(batch=8, tta=True, compile=True))
+    assert len(graphs) == 4, "another length, another last batch: no new compile"
+
+
+def test_a_compile_that_fails_falls_back_to_the_eager_model_and_says_so(light, noise, monkeypatch):
+    def broken(fn):
+        def call(*args):
+            raise RuntimeError("no C++ compiler found\nmore detail")
+        return call
+
+    monkeypatch.setattr("core.infer._compile", broken)
+    steps = []
+    eager = frame_scores(light, iter(noise), InferConfig(batch=8, compile=False))
+    got = frame_scores(light, iter(noise), InferConfig(batch=8, compile=True), progress=steps.append)
+    assert np.array_equal(got.scores, eager.scores)
+    notes = [s.text for s in steps if s.kind == "note"]
+    assert notes == ["compiling the model failed (RuntimeError: no C++ compiler found); running it uncompiled"]
+    assert steps[-1].done == len(noise), "the last step reports every frame"
+
+
+def test_inference_runs_on_its_own_threads_and_gives_them_back(light, noise, monkeypatch):
+    seen = []
+    forward = light.forward_head
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(light, "forward_head", spy)
+    before = torch.get_num_threads()
+    frame_scores(light, iter(noise[:20]), InferConfig(batch=8, compile=False, threads=3))
+    assert set(seen) == {3} and torch.get_num_threads() == before
+    from core.infer import cpu_threads
+    assert cpu_threads(InferConfig()) == max(1, len(os.sched_getaffinity(0)) - 1), "a core left to the decoder"
