@@ -120,7 +120,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         config = InferConfig(batch=args.batch, tta=not args.no_tta, device=args.device)
         with bar(f"infer {version}", "frame") as progress:
             done = infer_games(store, ws, version, folder, games, config, progress=progress,
-                               skip_missing=args.game is None)
+                               skip_missing=args.game is None, gpus=args.gpus)
         skipped = sorted(set(games) - {g for g, _ in done})
         if skipped:
             print(f"Skipped {len(skipped)} game(s) without a video: {', '.join(skipped)}", file=sys.stderr)
@@ -340,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tta", action="store_true", help="skip the horizontal-flip pass (twice as fast)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    p.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="share the games out over N processes, one per GPU (cuda:0..N-1; CPU processes without CUDA)")
     p.add_argument("--out", default=None, help="folder for results_spotting.json (default: workspace runs/)")
     p.set_defaults(func=cmd_infer)
 

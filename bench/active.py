@@ -1,147 +1,730 @@
 #!/usr/bin/env python3
-"""Active learning, measured: reviewing what the queue picks versus random picks.
+"""Active learning, measured: does the review queue save analysts' time?
 
-Synthetic games: a few labelled minutes to start from (train), a pool game whose labels are
-hidden and play the reviewer (an oracle: a prediction is accepted when a true event of its
-class lies within 12 frames, else rejected; a missed-event candidate with a true event of its
-class near becomes a label there), and a held-out validation game. Round 0 trains a first
-model on the labelled minutes and predicts the pool. Then, for each arm (queue, random), each
-round reviews N items of the pool, retrains from that arm's last version on everything
-reviewed, and re-infers the pool. Prints validation mAP@1 per round for both arms.
+The set-up. Synthetic games at 320x180 (ball drawn 3x). Round 0 is one model for every seed,
+the scarce labels: cpu_small (its synthetic pretraining, then training) on a few fully labelled
+minutes (``base_games`` x ``base_minutes``), as the analyst's model trained on the labelled games
+they have. Per seed, a workspace holds a short labelled game (the train split a retrain needs), a
+pool game whose labels are hidden and play the analyst, and, shared by all seeds, a held-out game:
+the validation split, and, imported a second time without labels, "a new game" for the analyst
+time figures. From round 0 each strategy runs ``rounds`` rounds: review ``budget`` items of the
+pool, retrain (the product's retrain: fine-tune from the active version with its short schedule,
+``core.jobs.FINE_TUNE``, on the labelled game and every review decision), re-infer the pool,
+activate it (decisions carried over). Seeds vary the pool and labelled games, every training's
+seed and the random picks.
 
-    python bench/active.py [--rounds 3] [--per-round 40] [--config core/configs/cpu_small.yaml] [--epochs 5]
+The analyst is an oracle with the truth and ``core.effort``'s judge: a prediction is accepted
+(moved and team-fixed as needed) when a true event of its class is within 12 frames, relabelled
+when another class happened there, else rejected; a missed-event item becomes a label when an
+event of its class is there, else it is dismissed (kept as a rejected sub-threshold prediction).
+
+Strategies, the same budget of ``--budget`` reviewed items per round (the goal is stated in
+reviews; each review costs analyst seconds by ``core.effort``, printed beside):
+
+* ``queue``: the review queue's first items (uncertain and missed-event items), as in the app;
+* ``queue-plain``: the queue without this issue's changes (no rare-class boost, no spacing, no
+  dismissals kept): what it was, for before/after;
+* ``random``: pending predictions at random; ``confidence``: the pending predictions with the
+  confidence closest to the queue's coin toss (0.5);
+* ``scratch``: no model: the analyst watches the pool in time order from where they stopped and
+  labels every event, for the analyst seconds the queue spent in that round.
+
+Measured per round: validation mAP@1 (the held-out game, what the Models tab shows), the reviews
+and analyst minutes spent; and for the queue's model of each round, the analyst minutes to label
+a new 10-minute game fully and correctly (``core.effort``, scaled from the held-out game):
+(a) from scratch, (b) reviewing the model's predictions in time order, (c) following the queue.
+Goal: the queue reaches random's final mAP@1 with at most 60 % of random's reviews (mean over
+seeds, the saving larger than two standard errors), and (b) or (c) at most half of (a).
+
+Sizes of the full run (defaults) and why: round 0 on 2 x 4 labelled minutes (trained once: a
+model from 1.5 minutes scored 0.06 and only got worse, nothing to learn from); 5 seeds x 4
+strategies (``queue-plain`` is added to a finished run with ``--resume --strategies queue-plain``)
+x 4 rounds of 15 items; a 1.5-minute labelled game, a 3-minute pool and a 3-minute held-out game
+in each workspace, inference without the flip (TTA), and the retrain's fine-tune schedule (3
+epochs of 400 clips): a round costs about a minute of CPU per strategy, where one full-length
+cpu_small training takes 11; the whole run about 80 minutes on 2 idle cores (the README has the
+time it took here). ``--quick``: one seed, two rounds of 6 items on 15-second games with
+``tiny.yaml``: the machinery, checked in CI.
+Every result is written as it comes (``--out``/active.json), and a rerun with ``--resume`` skips
+the (seed, strategy) runs already there.
+
+    python bench/active.py [--seeds 5] [--rounds 4] [--budget 15] [--strategies queue,random,...] [--resume]
+    python bench/active.py --quick
+    python bench/active.py --wait [--demo DIR]     # Retrain -> new predictions on the game under review
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import random
 import shutil
+import statistics
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.active import review_queue
-from core.ingest import import_source
-from core.jobs import InferParams, RetrainParams, reinfer, retrain
-from core.progress import quiet
-from core.labels import LABEL_FILE, ms_to_frame
-from core.store import Store
-from core.synth import RenderOptions, SynthConfig, generate_game
-from core.versions import nearest, set_active
-from core.workspace import Workspace
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.active import QueueConfig, QueueItem, dismiss_missed, review_queue  # noqa: E402
+from core.effort import (Effort, decision_seconds, follow_queue, from_scratch, judge, per_minutes,  # noqa: E402
+                         review_in_time_order)
+from core.ingest import import_source  # noqa: E402
+from core.jobs import InferParams, RetrainParams, reinfer, retrain, review_focus  # noqa: E402
+from core.labels import LABEL_FILE, ms_to_frame  # noqa: E402
+from core.metrics import VALID_MAP  # noqa: E402
+from core.progress import quiet  # noqa: E402
+from core.runner import resolve_model  # noqa: E402
+from core.store import Store  # noqa: E402
+from core.synth import RenderOptions, SynthConfig, generate_game  # noqa: E402
+from core.versions import active_version, hand_over, learning_curve  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
+
+STRATEGIES = ("queue", "queue-plain", "random", "confidence", "scratch")
+MODEL_STRATEGIES = ("queue", "queue-plain", "random", "confidence")
+NEW_GAME = "bench/new-game"  # the held-out game again, without labels: the analyst's new game
+EFFORT = Effort()
 
 
-NEAR = 12
+@dataclass
+class Plan:
+    """The sizes of one run."""
+
+    seeds: int = 5
+    rounds: int = 4
+    budget: int = 15
+    strategies: tuple[str, ...] = ("queue", "random", "confidence", "scratch")
+    start_minutes: float = 1.5
+    pool_minutes: float = 3.0
+    heldout_minutes: float = 3.0
+    config: str = str(ROOT / "core" / "configs" / "cpu_small.yaml")
+    pretrain_steps: int | None = None  # None: the config's
+    base_games: int = 2
+    base_minutes: float = 4.0
+    round0_epochs: int = 6
+    round0_samples: int = 1000
+    round0_track_steps: int = 3000
+    #: None: the retrain's own fine-tune schedule (core.jobs.FINE_TUNE); a number overrides it.
+    round_epochs: int | None = None
+    round_samples: int | None = None
+    size: tuple[int, int] = (320, 180)
+    quick: bool = False
 
 
-def render(data: Path) -> dict[str, Path]:
-    """Seed minutes (train), pool (its labels hidden from the store), validation."""
-    plans = {"seed": (2, 0), "pool": (4, 1), "valid": (3, 2)}
-    out = {}
-    for name, (minutes, index) in plans.items():
-        config = SynthConfig(minutes=minutes, seed=61, render=RenderOptions(320, 180, ball_scale=3), exact=False)
-        folder = data / name
-        if not any(folder.rglob("*.mp4")):
-            generate_game(folder, config, index=index)
-        out[name] = next(folder.rglob(LABEL_FILE)).parent
-    return out
+def quick_plan() -> Plan:
+    return Plan(seeds=1, rounds=2, budget=6, strategies=STRATEGIES, start_minutes=0.25, pool_minutes=0.25,
+                heldout_minutes=0.25, config=str(ROOT / "core" / "configs" / "tiny.yaml"), pretrain_steps=0,
+                base_games=1, base_minutes=0.25,
+                round0_epochs=1, round0_samples=64, round0_track_steps=0, round_epochs=1, round_samples=32,
+                size=(160, 90), quick=True)
 
 
-def oracle_truth(folder: Path) -> list[dict]:
+# --------------------------------------------------------------------------- games and workspaces
+
+
+def _render(folder: Path, config: SynthConfig, index: int) -> Path:
+    """One game (cached): its folder holding the video and Labels-ball.json."""
+    done = list(folder.rglob(LABEL_FILE))
+    if not done or not any(folder.rglob("*.mp4")):
+        shutil.rmtree(folder, ignore_errors=True)
+        generate_game(folder, config, index=index)
+        done = list(folder.rglob(LABEL_FILE))
+    return done[0].parent
+
+
+def truth_of(folder: Path) -> list[dict]:
     doc = json.loads((folder / "truth.json").read_text())
     return [{"id": i, "frame": ms_to_frame(int(a["position"])), "label": a["label"], "team": a["team"]}
             for i, a in enumerate(doc["annotations"])]
 
 
-def review(store: Store, ws: Workspace, arm: str, version: str, pool_id: int, truth: list, n: int,
-           rng: random.Random) -> int:
-    """Review ``n`` items of the pool as the oracle would; returns the labels gained."""
-    if arm == "queue":
-        items = [it for it in review_queue(store, ws, version, games=[pool_id], limit=None)
-                 if it.kind in ("uncertain", "missed")][:n]
-    else:
-        pending = [p for p in store.predictions(pool_id, version) if p["status"] == "pending"]
-        items = rng.sample(pending, min(n, len(pending)))
-    gained = 0
-    for it in items:
-        frame, label = (it.frame, it.label) if arm == "queue" else (it["frame"], it["label"])
-        hit = nearest(truth, frame, label, NEAR)
-        kind = it.kind if arm == "queue" else "uncertain"
-        if kind == "uncertain":
-            pid = int(it.event_id[1:]) if arm == "queue" else it["id"]
-            if hit:
-                store.accept(pid, reviewer="oracle", frame=hit["frame"], team=hit["team"])
-                gained += 1
-            else:
-                store.reject(pid, reviewer="oracle")
-        elif hit and not any(r["frame"] == hit["frame"] and r["label"] == label for r in store.labels(pool_id)):
-            store.add_label(pool_id, hit["frame"], label, hit["team"], author="oracle")
-            gained += 1
-    return gained
+def hide_labels(folder: Path, url_local: str | None = None) -> None:
+    """Keep a game's labels aside as ``truth.json`` and leave its label file empty (or renamed)."""
+    if not (folder / "truth.json").is_file():
+        shutil.copy(folder / LABEL_FILE, folder / "truth.json")
+    doc = json.loads((folder / "truth.json").read_text())
+    (folder / LABEL_FILE).write_text(json.dumps({**doc, "UrlLocal": url_local or doc["UrlLocal"], "annotations": []}))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="/tmp/ballspot-bench-active")
-    parser.add_argument("--config", default=str(ROOT / "core" / "configs" / "cpu_small.yaml"))
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--per-round", type=int, default=40)
-    args = parser.parse_args()
-    data = Path(args.data)
-    games = render(data)
-    pool_folder = games["pool"]
-    if not (pool_folder / "truth.json").is_file():
-        shutil.copy(pool_folder / LABEL_FILE, pool_folder / "truth.json")
-        doc = json.loads((pool_folder / LABEL_FILE).read_text())
-        (pool_folder / LABEL_FILE).write_text(json.dumps({**doc, "annotations": []}))
-    truth = oracle_truth(pool_folder)
+def synth(plan: Plan, minutes: float, seed: int) -> SynthConfig:
+    return SynthConfig(minutes=minutes, seed=seed, render=RenderOptions(*plan.size, ball_scale=3), exact=False)
 
-    base = data / "ws-round0"
-    shutil.rmtree(base, ignore_errors=True)
-    ws = Workspace.at(base).ensure()
+
+def games(plan: Plan, data: Path) -> dict:
+    """Render (once) the shared held-out game and each seed's start and pool games."""
+    heldout = _render(data / "games" / "heldout", synth(plan, plan.heldout_minutes, 900), 0)
+    new = data / "games" / "new-game"
+    if not (new / "truth.json").is_file():
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(parents=True)
+        for f in heldout.iterdir():
+            if f.suffix == ".mp4" or f.name == LABEL_FILE:
+                shutil.copy(f, new / f.name)
+        hide_labels(new, NEW_GAME)
+    base = [_render(data / "games" / f"base-{k}", synth(plan, plan.base_minutes, 905), k)
+            for k in range(plan.base_games)]
+    seeds = {}
+    for s in range(plan.seeds):
+        start = _render(data / "games" / f"start-{s}", synth(plan, plan.start_minutes, 910 + s), 0)
+        pool = _render(data / "games" / f"pool-{s}", synth(plan, plan.pool_minutes, 910 + s), 1)
+        hide_labels(pool)
+        seeds[s] = {"start": start, "pool": pool}
+    return {"heldout": heldout, "new": new, "base": base, "seeds": seeds}
+
+
+def config_file(plan: Plan, data: Path, name: str, encoder: str | None, **changes) -> str:
+    """The plan's config with ``changes``: the shared pretrained encoder, no pretraining again."""
+    cfg = yaml.safe_load(Path(plan.config).read_text())
+    cfg.update(changes)
+    cfg["pretrain"] = {**(cfg.get("pretrain") or {}), "steps": 0}  # done once, for every seed (``pretrained``)
+    if encoder:
+        cfg["model"]["pretrained"] = encoder
+    path = data / "configs" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def pretrained(plan: Plan, data: Path, found: dict, log) -> str | None:
+    """The encoder and ball detector, pretrained once (cached) on every seed's labelled game: the
+    sidecar's ball and players, no event labels."""
+    from core.training import TrainConfig
+    from core.training.pretrain import pretrain
+
+    config = TrainConfig.load(plan.config)
+    steps = config.pretrain.steps if plan.pretrain_steps is None else plan.pretrain_steps
+    if not steps:
+        return None
+    out = data / f"encoder-{plan.seeds}seeds-{steps}steps.safetensors"
+    if out.is_file():
+        return str(out)
+    ws = Workspace.at(data / "ws-pretrain")
+    shutil.rmtree(ws.root, ignore_errors=True)
+    ws.ensure()
     t0 = time.perf_counter()
     with Store.open(ws) as store:
-        import_source(store, games["seed"], workspace=ws, split="train")
-        import_source(store, pool_folder, workspace=ws, split="train")
-        import_source(store, games["valid"], workspace=ws, split="valid")
-        pool = store.game(json.loads((pool_folder / LABEL_FILE).read_text())["UrlLocal"])
-        first = retrain(store, ws, RetrainParams(config=args.config, epochs=args.epochs, infer_games=[]), quiet)
-        reinfer(store, ws, InferParams(version=first["version"], games=[pool["url_local"]], tta=True), quiet)
-        start_map = first["comparison"]["map_new"]
-    print(f"round 0: {first['version']} on the seed minutes: valid mAP@1 {start_map:.4f} "
-          f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    results = {"queue": [start_map], "random": [start_map]}
-    for arm in ("queue", "random"):
-        folder = data / f"ws-{arm}"
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(base, folder)
-        ws = Workspace.at(folder)
-        rng = random.Random(0)
+        for s in range(plan.seeds):
+            import_source(store, found["seeds"][s]["start"], workspace=ws, split="train")
+        config.pretrain.steps = steps
+
+        def progress(r: dict) -> None:
+            if r["step"] % 400 == 1 or r["step"] == steps:
+                log(f"pretraining step {r['step']}/{steps}: ball cell found {r['ball_cell_accuracy']:.0%} "
+                    f"({r['seconds']:.0f} s)")
+        pretrain(config.model, config.pretrain, store, ws, ["train"], out, seed=0, progress=progress)
+    shutil.rmtree(ws.root, ignore_errors=True)
+    log(f"pretrained the encoder and ball detector: {steps} steps, {time.perf_counter() - t0:.0f} s")
+    return str(out)
+
+
+def base_model(plan: Plan, data: Path, found: dict, encoder: str | None, log) -> Path:
+    """Round 0, one model for every seed: the config trained on the round-0 games, validated on
+    the held-out game (cached: its folder, with ``metrics.json``)."""
+    out = data / "base-model"
+    if (out / "metrics.json").is_file():
+        return out
+    cfg = config_file(plan, data, "round0", encoder, epochs=plan.round0_epochs, samples_per_epoch=plan.round0_samples,
+                      track_steps=plan.round0_track_steps, valid_every=plan.round0_epochs)
+    ws = Workspace.at(data / "ws-base")
+    shutil.rmtree(ws.root, ignore_errors=True)
+    ws.ensure()
+    t0 = time.perf_counter()
+    with Store.open(ws) as store:
+        for folder in found["base"]:
+            import_source(store, folder, workspace=ws, split="train")
+        import_source(store, found["heldout"], workspace=ws, split="valid")
+        done = retrain(store, ws, RetrainParams(config=cfg, infer_games=[]), quiet)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(store.model(done["version"])["path"], out)
+    shutil.rmtree(ws.root, ignore_errors=True)
+    log(f"round 0 (every seed): valid mAP@1 {json.loads((out / 'metrics.json').read_text())[VALID_MAP]:.4f} "
+        f"({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def _copy_workspace(base: Workspace, folder: Path) -> Workspace:
+    """A strategy's own copy of round 0 (models stay where they are: fine-tuning reads them; the
+    frame cache is one folder per seed, linked)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(base.root, folder, symlinks=True, ignore=shutil.ignore_patterns("runs"))
+    return Workspace.at(folder).ensure()
+
+
+# --------------------------------------------------------------------------- the analyst
+
+
+@dataclass
+class Analyst:
+    """The oracle reviewing one pool game, with its running totals."""
+
+    truth: list[dict]
+    pool_id: int
+    reviews: int = 0
+    seconds: float = 0.0
+    labels: int = 0
+    cursor: int = 0  # scratch: the frame watched up to
+    rng: random.Random = field(default_factory=random.Random)
+
+    def claimed(self, store: Store) -> list[dict]:
+        """True events already labelled in the store (the oracle labels at the true frames)."""
+        have = {(lab["frame"], lab["label"]) for lab in store.labels(self.pool_id)}
+        return [t for t in self.truth if (t["frame"], t["label"]) in have]
+
+    def decide(self, store: Store, prediction: dict, pending: list[dict]) -> None:
+        """A pending prediction: accepted (corrected), relabelled or rejected, as ``judge`` says."""
+        verdict = judge(pending, self.truth, claimed=self.claimed(store)).verdicts[prediction["id"]]
+        self.seconds += EFFORT.jump() + decision_seconds(verdict, EFFORT)
+        self.reviews += 1
+        t = verdict.truth
+        if verdict.action == "accept":
+            store.accept(prediction["id"], reviewer="oracle", frame=t["frame"], team=t["team"])
+            self.labels += 1
+        else:
+            store.reject(prediction["id"], reviewer="oracle")
+            if verdict.action == "relabel":
+                store.add_label(self.pool_id, t["frame"], t["label"], t["team"], author="oracle")
+                self.labels += 1
+
+    def missed(self, store: Store, version: str, item: QueueItem, keep_dismissal: bool) -> None:
+        """A missed-event item: a label where an event of its class is, else dismissed."""
+        taken = {id(t) for t in self.claimed(store)}
+        hit = min((t for t in self.truth if id(t) not in taken and t["label"] == item.label
+                   and abs(t["frame"] - item.frame) <= 12), key=lambda t: abs(t["frame"] - item.frame), default=None)
+        self.reviews += 1
+        self.seconds += EFFORT.jump()
+        if hit is not None:
+            store.add_label(self.pool_id, hit["frame"], hit["label"], hit["team"], author="oracle")
+            self.labels += 1
+            self.seconds += EFFORT.add_at(hit["frame"] - item.frame)
+        else:
+            self.seconds += EFFORT.dismiss()
+            if keep_dismissal:
+                dismiss_missed(store, version, item, reviewer="oracle")
+
+    def watch(self, store: Store, seconds: float, n_frames: int) -> None:
+        """Scratch: watch on from ``cursor`` in time order, labelling every event, for ``seconds``."""
+        left = seconds
+        for t in sorted(self.truth, key=lambda t: t["frame"]):
+            if t["frame"] < self.cursor:
+                continue
+            cost = EFFORT.watch((t["frame"] - self.cursor) / 25, EFFORT.scratch_speed) + EFFORT.add_while_watching()
+            if cost > left:
+                break
+            left -= cost
+            self.cursor = t["frame"]
+            store.add_label(self.pool_id, t["frame"], t["label"], t["team"], author="oracle")
+            self.labels += 1
+            self.reviews += 1
+        else:  # the whole pool labelled: the rest of the budget is unused
+            left = 0.0
+        self.cursor = min(n_frames, self.cursor + int(left * EFFORT.scratch_speed * 25))
+        self.seconds += seconds - max(left, 0.0)
+
+
+def review_round(store: Store, ws: Workspace, strategy: str, version: str, analyst: Analyst, budget: int,
+                 scratch_seconds: float | None, n_frames: int) -> None:
+    """One round of ``budget`` reviews (scratch: ``scratch_seconds`` of watching and labelling)."""
+    if strategy == "scratch":
+        analyst.watch(store, scratch_seconds if scratch_seconds is not None else budget * 4.0, n_frames)
+        return
+    done = 0
+    if strategy in ("queue", "queue-plain"):
+        config = QueueConfig() if strategy == "queue" else QueueConfig(rare_boost=0.0, spacing_s=0.0)
+        items = [it for it in review_queue(store, ws, version, games=[analyst.pool_id], config=config, limit=None)
+                 if it.kind in ("uncertain", "missed")]
+        for it in items:
+            if done == budget:
+                break
+            if it.kind == "missed":
+                analyst.missed(store, version, it, keep_dismissal=strategy == "queue")
+            else:
+                pending = [p for p in store.predictions(analyst.pool_id, version) if p["status"] == "pending"]
+                p = next((q for q in pending if f"p{q['id']}" == it.event_id), None)
+                if p is None:
+                    continue  # decided meanwhile (a carried decision)
+                analyst.decide(store, p, pending)
+            done += 1
+        return
+    pending = [p for p in store.predictions(analyst.pool_id, version) if p["status"] == "pending"]
+    if strategy == "random":
+        chosen = analyst.rng.sample(pending, min(budget, len(pending)))
+    else:  # confidence: closest to the coin toss
+        chosen = sorted(pending, key=lambda p: (abs(p["confidence"] - QueueConfig().threshold), p["frame"]))[:budget]
+    for p in chosen:
+        analyst.decide(store, p, [q for q in store.predictions(analyst.pool_id, version) if q["status"] == "pending"])
+
+
+def new_game_minutes(store: Store, ws: Workspace, version: str, new_truth: list[dict]) -> dict:
+    """Analyst minutes per 10-minute game to label the new game (a), (b), (c) with ``version``."""
+    game = store.game(NEW_GAME)
+    reinfer(store, ws, InferParams(version=version, games=[NEW_GAME], tta=False, carry_from=version), quiet)
+    preds = store.predictions(game["id"], version)
+    items = [it.as_dict() for it in review_queue(store, ws, version, games=[game["id"]], limit=None)
+             if it.kind in ("uncertain", "missed")]
+    n = game["frame_count"]
+    slow = Effort(review_speed=EFFORT.scratch_speed)  # the assumption that matters most, undone
+    return {"scratch": per_minutes(from_scratch(new_truth, n, EFFORT), n),
+            "time_order": per_minutes(review_in_time_order(preds, new_truth, n, EFFORT), n),
+            "queue": per_minutes(follow_queue(items, preds, new_truth, n, EFFORT), n),
+            "time_order_1x": per_minutes(review_in_time_order(preds, new_truth, n, slow), n),
+            "predictions": len(preds), "missed_events": len(judge(preds, new_truth).missed)}
+
+
+# --------------------------------------------------------------------------- one seed
+
+
+def train_round(store: Store, ws: Workspace, plan: Plan, config: str, previous: str, infer: bool) -> tuple[str, float]:
+    """The product's retrain, then (model strategies) the pool re-inferred and the new version
+    activated with the decisions carried (what ``versions.activate`` does for a worse one too:
+    the analyst goes on with the newest model). Returns (version, validation mAP@1)."""
+    pool = [g["url_local"] for g in store.games() if g["split"] == "test" and g["url_local"] != NEW_GAME]
+    done = retrain(store, ws, RetrainParams(config=config, epochs=plan.round_epochs, infer_games=[],
+                                            auto_activate=False), quiet)
+    version = done["version"]
+    if infer:
+        reinfer(store, ws, InferParams(version=version, games=pool, tta=False, carry_from=previous, activate=True),
+                quiet)
+    else:
+        hand_over(store, version, previous, [], activate=True)
+    assert active_version(store) == version
+    return version, store.model(version)["metrics"][VALID_MAP]
+
+
+def run_seed(plan: Plan, data: Path, found: dict, encoder: str | None, base_folder: Path, seed: int,
+             strategies: list[str], results: dict, save, log, advance=lambda: None) -> None:
+    folder = data / f"seed-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cache").mkdir(exist_ok=True)
+    start, pool = found["seeds"][seed]["start"], found["seeds"][seed]["pool"]
+    truth, new_truth = truth_of(pool), truth_of(found["new"])
+    rounds_cfg = config_file(plan, data, f"rounds-{seed}", encoder, seed=seed, valid_every=1000,
+                             **({"samples_per_epoch": plan.round_samples} if plan.round_samples else {}))
+    base = Workspace.at(folder / "ws-round0")
+    meta = folder / "round0.json"
+    if not meta.is_file() or not base.db_path.is_file():
+        shutil.rmtree(base.root, ignore_errors=True)
+        base.ensure()
+        (base.root / "cache").symlink_to(folder / "cache")
+        t0 = time.perf_counter()
+        with Store.open(base) as store:
+            import_source(store, start, workspace=base, split="train")
+            import_source(store, pool, workspace=base, split="test")
+            import_source(store, found["heldout"], workspace=base, split="valid")
+            import_source(store, found["new"], workspace=base, split="test")
+            pool_name = json.loads((pool / LABEL_FILE).read_text())["UrlLocal"]
+            # Round 0's model, as a model trained elsewhere is brought in: its folder, its metrics
+            # (validated on this same held-out game).
+            shutil.copytree(base_folder, base.models_dir / "round0")
+            v0 = resolve_model(store, str(base.models_dir / "round0"))[0]
+            store.set_model_metrics(v0, json.loads((base_folder / "metrics.json").read_text()))
+            reinfer(store, base, InferParams(version=v0, games=[pool_name], tta=False), quiet)
+            effort = new_game_minutes(store, base, v0, new_truth)
+            info = {"version": v0, "map": store.model(v0)["metrics"][VALID_MAP], "pool": pool_name,
+                    "effort": effort, "seconds": time.perf_counter() - t0}
+        meta.write_text(json.dumps(info))
+        log(f"seed {seed} round 0: {v0} valid mAP@1 {info['map']:.4f} ({info['seconds']:.0f} s)")
+    info = json.loads(meta.read_text())
+    per_seed = results["runs"].setdefault(str(seed), {})
+    for strategy in strategies:
+        if strategy in per_seed:
+            continue
+        t0 = time.perf_counter()
+        ws = _copy_workspace(base, folder / f"ws-{strategy}")
+        rows = [{"round": 0, "reviews": 0, "analyst_s": 0.0, "labels": 0, "map": info["map"],
+                 "version": info["version"], **({"effort": info["effort"]} if strategy == "queue" else {})}]
+        queue_seconds = [r["analyst_s"] for r in per_seed.get("queue", [])]
         with Store.open(ws) as store:
-            store.conn.execute("UPDATE models SET path = replace(path, ?, ?)", (str(base), str(folder)))
-            store.conn.commit()
-            version = first["version"]
-            for k in range(1, args.rounds + 1):
-                gained = review(store, ws, arm, version, pool["id"], truth, args.per_round, rng)
-                done = retrain(store, ws, RetrainParams(config=args.config, epochs=args.epochs, auto_activate=True,
-                                                        infer_games=[pool["url_local"]]), quiet)
-                if not done["activated"]:  # keep reviewing the newest version's predictions
-                    set_active(store, done["version"])
-                    reinfer(store, ws, InferParams(version=done["version"], games=[pool["url_local"]],
-                                                   carry_from=version), quiet)
-                version = done["version"]
-                results[arm].append(done["comparison"]["map_new"])
-                print(f"{arm:6s} round {k}: +{gained} labels from {args.per_round} reviews, {version} valid mAP@1 "
-                      f"{done['comparison']['map_new']:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    print("\nvalid mAP@1 per round (round 0 = the seed minutes):")
-    print("round  " + "  ".join(f"{k:7d}" for k in range(args.rounds + 1)))
-    for arm, maps in results.items():
-        print(f"{arm:6s} " + "  ".join(f"{m:7.4f}" for m in maps))
-    print(f"queue - random after round {args.rounds}: {results['queue'][-1] - results['random'][-1]:+.4f}")
+            pool_id = store.game(info["pool"])["id"]
+            analyst = Analyst(truth, pool_id, rng=random.Random(seed))
+            version = info["version"]
+            n_frames = store.game(pool_id)["frame_count"]
+            for k in range(1, plan.rounds + 1):
+                spent = (queue_seconds[k] - queue_seconds[k - 1]) if len(queue_seconds) > k else None
+                review_round(store, ws, strategy, version, analyst, plan.budget, spent, n_frames)
+                version, score = train_round(store, ws, plan, rounds_cfg, version, strategy != "scratch")
+                row = {"round": k, "reviews": analyst.reviews, "analyst_s": round(analyst.seconds, 1),
+                       "labels": analyst.labels, "map": score, "version": version}
+                if strategy == "queue":
+                    row["effort"] = new_game_minutes(store, ws, version, new_truth)
+                rows.append(row)
+                log(f"seed {seed} {strategy:11s} round {k}: {analyst.reviews:3d} reviews, "
+                    f"{analyst.seconds / 60:5.1f} analyst min, {analyst.labels:3d} labels, valid mAP@1 {score:.4f} "
+                    f"({time.perf_counter() - t0:.0f} s)")
+            if strategy == "queue":
+                results.setdefault("learning_curve", {})[str(seed)] = learning_curve(store)
+        per_seed[strategy] = rows
+        save()
+        advance()
+
+
+# --------------------------------------------------------------------------- the figures
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else \
+        (math.nan, math.nan)
+
+
+def reviews_to_reach(rows: list[dict], target: float) -> float | None:
+    """Reviews at which a curve first reaches ``target`` (linear between rounds), or None."""
+    for a, b in zip(rows, rows[1:]):
+        if b["map"] >= target:
+            if a["map"] >= target:
+                return float(a["reviews"])
+            share = (target - a["map"]) / max(b["map"] - a["map"], 1e-12)
+            return a["reviews"] + share * (b["reviews"] - a["reviews"])
+    return float(rows[0]["reviews"]) if rows and rows[0]["map"] >= target else None
+
+
+def summarise(results: dict, plan: Plan) -> dict:
+    """Per strategy and round: mAP@1 mean and sd over seeds, reviews and analyst minutes; the
+    queue's saving against random; the new game's analyst minutes."""
+    runs = results["runs"]
+    table: dict[str, list[dict]] = {}
+    for strategy in STRATEGIES:  # every strategy run so far (a --resume may have added one)
+        seeds = [runs[s][strategy] for s in runs if strategy in runs[s]]
+        if not seeds:
+            continue
+        table[strategy] = []
+        for k in range(plan.rounds + 1):
+            maps = [rows[k]["map"] for rows in seeds if len(rows) > k]
+            m, sd = mean_sd(maps)
+            table[strategy].append({"round": k, "map_mean": m, "map_sd": sd, "n": len(maps),
+                                    "reviews": statistics.fmean(rows[k]["reviews"] for rows in seeds if len(rows) > k),
+                                    "analyst_min": statistics.fmean(rows[k]["analyst_s"] / 60 for rows in seeds
+                                                                    if len(rows) > k)})
+    out: dict = {"table": table}
+    ratios = []
+    for s in runs:
+        if "queue" in runs[s] and "random" in runs[s]:
+            rnd = runs[s]["random"]
+            if rnd[-1]["map"] <= rnd[0]["map"]:
+                out.setdefault("random_no_gain", []).append(s)  # nothing to reach: no ratio
+                continue
+            need = reviews_to_reach(runs[s]["queue"], rnd[-1]["map"])
+            ratios.append(need / rnd[-1]["reviews"] if need is not None and rnd[-1]["reviews"] else math.inf)
+    if ratios:
+        finite = [r for r in ratios if math.isfinite(r)]
+        m = statistics.fmean(ratios) if len(finite) == len(ratios) else math.inf
+        se = statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 and m != math.inf else math.nan
+        out["queue_vs_random"] = {"ratios": ratios, "mean": m, "se": se,
+                                  "met": bool(m <= 0.6 and (1 - m) > 2 * se) if math.isfinite(se) else False}
+    efforts = [[r["effort"] for r in runs[s]["queue"]] for s in runs if "queue" in runs[s]]
+    if efforts:
+        rounds = min(len(e) for e in efforts)
+        keys = [k for k in efforts[0][0] if all(k in e[r] for e in efforts for r in range(rounds))]
+        out["new_game_minutes"] = [{k: statistics.fmean(e[r][k] for e in efforts) for k in keys} | {"round": r}
+                                   for r in range(rounds)]
+    return out
+
+
+def print_summary(summary: dict, plan: Plan) -> None:
+    table = summary["table"]
+    print(f"\nvalidation mAP@1 per round, mean +- sd over {max((r[0]['n'] for r in table.values()), default=0)} "
+          f"seed(s) ({plan.budget} reviews a round; scratch: the queue's analyst time)")
+    print("strategy      " + "".join(f"  round {k:<12d}" for k in range(plan.rounds + 1)))
+    for strategy, rows in table.items():
+        print(f"{strategy:12s}  " + "".join(f"  {r['map_mean']:.3f} +- {r['map_sd']:.3f}  " for r in rows))
+    print("\nreviews / analyst minutes spent by the end of each round")
+    for strategy, rows in table.items():
+        print(f"{strategy:12s}  " + "".join(f"  {r['reviews']:5.0f} / {r['analyst_min']:5.1f}     " for r in rows))
+    qr = summary.get("queue_vs_random")
+    if summary.get("random_no_gain"):
+        print(f"\nseeds where random's last round did not beat round 0 (no ratio): {summary['random_no_gain']}")
+    if qr:
+        print("\nreviews the queue needs to reach random's final mAP@1, as a share of random's: "
+              + ", ".join("never" if not math.isfinite(r) else f"{r:.2f}" for r in qr["ratios"])
+              + f"; mean {qr['mean']:.2f} +- {qr['se']:.2f} (SE); goal <= 0.60 with the saving > 2 SE: "
+              + ("MET" if qr["met"] else "NOT MET"))
+    ng = summary.get("new_game_minutes")
+    if ng:
+        print("\nanalyst minutes to label a new 10-minute game fully, with the queue's model of each round "
+              f"(core.effort; review at {EFFORT.review_speed:g}x, scratch at {EFFORT.scratch_speed:g}x)")
+        print("round  (a) scratch  (b) time order  (c) queue   (b)/(a)  (b) at 1x  predictions  events missed")
+        for r in ng:
+            print(f"{r['round']:5d}  {r['scratch']:11.1f}  {r['time_order']:14.1f}  {r['queue']:9.1f}   "
+                  f"{r['time_order'] / r['scratch']:7.2f}  {r.get('time_order_1x', math.nan):9.1f}  "
+                  f"{r['predictions']:11.0f}  {r.get('missed_events', math.nan):13.0f}")
+
+
+def plot(summary: dict, results: dict, plan: Plan, path: Path) -> None:
+    """Learning curves (mean, sd shaded) against reviews and against analyst minutes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3 if summary.get("new_game_minutes") else 2, figsize=(15, 4.2))
+    for strategy, rows in summary["table"].items():
+        mean = [r["map_mean"] for r in rows]
+        sd = [r["map_sd"] for r in rows]
+        # Reviews are items of the model's; scratch labels events without one: on the time axis only.
+        panels = [(axes[1], "analyst_min")] if strategy == "scratch" else [(axes[0], "reviews"),
+                                                                            (axes[1], "analyst_min")]
+        colour = f"C{STRATEGIES.index(strategy)}"
+        for ax, key in panels:
+            x = [r[key] for r in rows]
+            ax.plot(x, mean, marker="o", label=strategy, color=colour)
+            ax.fill_between(x, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)],
+                            color=colour, alpha=0.15)
+    axes[0].set_xlabel("reviews (items decided)")
+    axes[1].set_xlabel("analyst minutes (core.effort)")
+    for ax in axes[:2]:
+        ax.set_ylabel("validation mAP@1")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    n = max((r[0]["n"] for r in summary["table"].values()), default=0)
+    axes[0].set_title(f"{n} seed(s), {plan.budget} reviews a round, mean +- sd")
+    if summary.get("new_game_minutes"):
+        ax = axes[2]
+        ng = summary["new_game_minutes"]
+        for key, name in (("scratch", "(a) from scratch"), ("time_order", "(b) model, time order"),
+                          ("queue", "(c) model, the queue")):
+            ax.plot([r["round"] for r in ng], [r[key] for r in ng], marker="o", label=name)
+        ax.set_xlabel("round (the queue's model)")
+        ax.set_ylabel("analyst minutes per new 10-minute game")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- the wait after Retrain
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the data loader's worker)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def measure_wait(demo: Path, log) -> dict:
+    """From Retrain to the game under review's new predictions, on the demo's games: a copy of the
+    demo workspace, a few decisions on its test game, the product's retrain (config and schedule
+    as the app's button runs it), timed by its own progress lines."""
+    from core.demo import build_demo
+
+    source = Workspace.at(demo)
+    if not source.db_path.is_file():
+        source.ensure()
+        with Store.open(source) as store:
+            build_demo(store, source)
+    copy = Workspace.at(demo.with_name(demo.name + "-wait"))
+    shutil.rmtree(copy.root, ignore_errors=True)
+    shutil.copytree(source.root, copy.root, ignore=shutil.ignore_patterns("runs", "cache"))
+    marks: dict[str, float] = {}
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
+
+    def report(step) -> None:
+        now = time.perf_counter() - t0
+        text = step.text
+        if text.startswith("inference with"):  # training is over
+            marks.setdefault("inference", now)
+        elif text.startswith("inference "):  # "inference <game>": that game's frames
+            marks.setdefault(f"game:{text[len('inference '):]}", now)
+        if "carrying review decisions over" in text:
+            marks.setdefault("activation", now)
+
+    with Store.open(copy) as store:
+        # The demo model learnt from an hour of games, the demo workspace holds three minutes: a
+        # retrain here is seldom better on validation and would wait for "Make active". Its score
+        # cleared, the retrain runs its whole way, as an auto-activated one does (the new
+        # version's score is printed all the same).
+        demo_version = active_version(store)
+        store.set_model_metrics(demo_version, {**store.model(demo_version)["metrics"], VALID_MAP: None})
+        test = next(g for g in store.games() if g["split"] == "test")
+        for k, p in enumerate(store.predictions(test["id"], active_version(store))[:6]):
+            (store.accept if k % 2 else store.reject)(p["id"], reviewer="ana")
+        result = retrain(store, copy, RetrainParams(focus_game=review_focus(store)), report)
+        total, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+        games = result.get("inference", {}).get("games", [])
+    # The focus game's predictions are stored when the next game's inference starts.
+    focus_done = next((v for k, v in marks.items() if k.startswith("game:") and k != f"game:{test['url_local']}"),
+                      marks.get("activation"))
+    out = {"seconds": total, "cpu_s": cpu, "training_s": marks.get("inference", total),
+           "activated_s": marks.get("activation"),
+           "games": games, "focus": test["url_local"], "focus_first": bool(games) and games[0] == test["url_local"],
+           "activated": result["activated"], "summary": result["summary"], "focus_done_s": focus_done}
+    log(f"Retrain -> new predictions on {test['url_local']}: {total:.0f} s, {cpu:.0f} s of CPU (training "
+        f"{out['training_s']:.0f} s, the game under review inferred by {focus_done or 0:.0f} s; inference order "
+        f"{games}); {result['summary']}")
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="/tmp/ballspot-bench-active", help="rendered games and workspaces")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="active.json and active.png go here")
+    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--budget", type=int, help="reviews a round")
+    parser.add_argument("--strategies", help=f"comma-separated, of {', '.join(STRATEGIES)}")
+    parser.add_argument("--config", help="training config (default cpu_small; --quick: tiny)")
+    parser.add_argument("--quick", action="store_true", help="one seed, two short rounds, tiny games: CI-sized")
+    parser.add_argument("--resume", action="store_true", help="keep the (seed, strategy) runs already in the JSON")
+    parser.add_argument("--wait", action="store_true", help="measure Retrain -> new predictions on the demo's games")
+    parser.add_argument("--demo", default="/tmp/ballspot-bench-demo",
+                        help="--wait: the demo workspace (built if absent)")
+    args = parser.parse_args(argv)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    if args.wait:
+        out = measure_wait(Path(args.demo), log)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "retrain_wait.json").write_text(json.dumps(out, indent=2))
+        return 0
+    plan = quick_plan() if args.quick else Plan()
+    for name in ("seeds", "rounds", "budget", "config"):
+        if getattr(args, name) is not None:
+            setattr(plan, name, getattr(args, name))
+    if args.strategies:
+        unknown = set(args.strategies.split(",")) - set(STRATEGIES)
+        if unknown:
+            parser.error(f"unknown strategies {', '.join(sorted(unknown))}")
+        plan.strategies = tuple(s for s in STRATEGIES if s in args.strategies.split(","))
+    data, out = Path(args.data), Path(args.out)
+    name = "active-quick" if plan.quick else "active"
+    result_path = out / f"{name}.json"
+    results = {"plan": {k: v for k, v in vars(plan).items()}, "effort": EFFORT.as_dict(), "runs": {}}
+    if args.resume and result_path.is_file():
+        results["runs"] = json.loads(result_path.read_text()).get("runs", {})
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    def save() -> None:
+        results["summary"] = summarise(results, plan)
+        results["wall_s"] = time.perf_counter() - t0
+        result_path.write_text(json.dumps(results, indent=1, default=float))
+
+    from tqdm import tqdm
+
+    found = games(plan, data)
+    log(f"games ready ({time.perf_counter() - t0:.0f} s)")
+    encoder = pretrained(plan, data, found, log)
+    base_folder = base_model(plan, data, found, encoder, log)
+    order = [s for s in plan.strategies if s == "queue"] + [s for s in plan.strategies if s != "queue"]
+    with tqdm(total=plan.seeds * len(order), desc="seeds x strategies", file=sys.stderr) as bar:
+        for seed in range(plan.seeds):
+            run_seed(plan, data, found, encoder, base_folder, seed, order, results, save, log, lambda: bar.update(1))
+    save()
+    summary = results["summary"]
+    print_summary(summary, plan)
+    plot(summary, results, plan, out / f"{name}.png")
+    log(f"\nwrote {result_path} and {out / f'{name}.png'} ({(time.perf_counter() - t0) / 60:.1f} min)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,6 +9,14 @@ Three kinds of items, each with its reasons, ranked by one priority in 0..1:
   with no label or prediction of that class near;
 * consistency flags on the labels: an OUT with no restart after it, a GOAL with no SHOT or
   HEADER before it, two labels of one class within 3 frames.
+
+What was decided is not asked again: a missed-event candidate near a rejected prediction of its
+class (of any version: ``versions.remembered``) is left out, and one the reviewer dismissed is
+stored as the model's rejected sub-threshold prediction (``dismiss_missed``), a hard negative.
+Two refinements spread the reviewer's time (``bench/active.py`` measures them against the plain
+ranking): items of rarer classes rank higher (``rare_boost``), and an item within
+``spacing_s`` of a higher one in the same game waits until the items elsewhere were offered
+(one decision already shows what happens there).
 """
 from __future__ import annotations
 
@@ -17,10 +25,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.signal import find_peaks
 
+from core.errors import BallspotError
 from core.infer import InferConfig, load_curves, smooth
-from core.labels import CLASSES, FPS, clock
+from core.labels import CLASSES, FPS, TARGET_SOURCES, clock
 from core.store import Store
-from core.versions import nearest
+from core.versions import nearest, remembered
 from core.workspace import Workspace
 
 
@@ -38,6 +47,13 @@ class QueueConfig:
     restart_s: float = 20.0
     goal_before_s: float = 5.0
     duplicate_frames: int = 3
+    #: Rare classes first: an item's priority is scaled by ``(1 + rare_boost * rarity) / (1 +
+    #: rare_boost)``, rarity 0 for the most labelled class up to 1 for one never labelled. The
+    #: rare classes are the weakest (fewest examples); 0 turns it off.
+    rare_boost: float = 1.0
+    #: Seconds: an item this close to a higher-ranked item of the same game comes after the items
+    #: elsewhere (the same play seldom teaches twice); 0 turns it off.
+    spacing_s: float = 4.0
 
 
 @dataclass
@@ -114,8 +130,10 @@ def _missed(store: Store, workspace: Workspace, game: dict, version: str, cfg: Q
         return []
     scores = load_curves(path).scores
     infer = InferConfig(height=height)
-    known: dict[str, np.ndarray] = {}
-    for row in [*store.labels(game["id"]), *store.predictions(game["id"], version)]:
+    known: dict[str, list[int]] = {}
+    # Labelled, predicted, or rejected before on any version (a decided event is not asked again).
+    rejected = [d for d in remembered(store, game["id"]) if d["status"] == "rejected"]
+    for row in [*store.labels(game["id"]), *store.predictions(game["id"], version), *rejected]:
         known.setdefault(row["label"], [])
         known[row["label"]].append(row["frame"])
     items = []
@@ -130,7 +148,7 @@ def _missed(store: Store, workspace: Workspace, game: dict, version: str, cfg: Q
             items.append(QueueItem("missed", game["id"], game["url_local"], int(f), label, None,
                                    float(0.3 + 0.5 * h / height),
                                    [f"{label} score peaks at {h:.3f}, just under the {height:.2f} at which the "
-                                    "model reports an event; nothing labelled near"]))
+                                    "model reports an event; nothing labelled near"], confidence=float(h)))
     items.sort(key=lambda it: -it.priority)
     return items[:cfg.max_missed]
 
@@ -170,6 +188,46 @@ def _flag(game: dict, lab: dict, reason: str) -> QueueItem:
                      [reason], f"l{lab['id']}")
 
 
+def rarity(store: Store) -> dict[str, float]:
+    """Per class, 0 for the most labelled class up to 1 for a class with no label (training's
+    labels over every game: what the model has seen least)."""
+    counts = dict.fromkeys(CLASSES, 0)
+    for g in store.games():
+        for lab in store.labels(g["id"], sources=TARGET_SOURCES):
+            counts[lab["label"]] += 1
+    top = max(counts.values()) or 1
+    return {c: 1 - n / top for c, n in counts.items()}
+
+
+def _boost_rare(items: list[QueueItem], rare: dict[str, float], boost: float) -> None:
+    if boost <= 0:
+        return
+    for it in items:
+        if it.kind == "consistency":
+            continue
+        r = rare.get(it.label, 0.0)
+        it.priority = float(it.priority * (1 + boost * r) / (1 + boost))
+        if r >= 0.8:
+            it.reasons.append(f"{it.label} is rare in the labels (the model has seen few)")
+
+
+def _spread(items: list[QueueItem], spacing: int) -> list[QueueItem]:
+    """Items in priority order, each one within ``spacing`` frames of an earlier one of its game
+    moved after the items elsewhere (their order kept)."""
+    if spacing <= 0:
+        return items
+    first, later = [], []
+    taken: dict[int, list[int]] = {}
+    for it in items:
+        near = any(abs(f - it.frame) < spacing for f in taken.get(it.game_id, []))
+        if near and it.kind != "consistency":
+            later.append(it)
+        else:
+            first.append(it)
+            taken.setdefault(it.game_id, []).append(it.frame)
+    return first + later
+
+
 def review_queue(store: Store, workspace: Workspace, version: str | None, *, games: list[int] | None = None,
                  config: QueueConfig | None = None, limit: int | None = 200) -> list[QueueItem]:
     """The queue over ``games`` (default: all), most useful first."""
@@ -183,5 +241,25 @@ def review_queue(store: Store, workspace: Workspace, version: str | None, *, gam
             items += _uncertain(store, workspace, g, version, cfg)
             items += _missed(store, workspace, g, version, cfg, height)
         items += _consistency(store, g, cfg, version)
+    _boost_rare(items, rarity(store) if cfg.rare_boost > 0 else {}, cfg.rare_boost)
     items.sort(key=lambda it: (-it.priority, it.game_id, it.frame))
+    items = _spread(items, int(round(cfg.spacing_s * FPS)))
     return items[:limit] if limit else items
+
+
+def dismiss_missed(store: Store, version: str, item: QueueItem, *, reviewer: str | None = None,
+                   team: str | None = None) -> dict:
+    """The reviewer looked at a missed-event candidate and nothing of its class happened there:
+    keep that as ``version``'s prediction of the peak (its height as confidence, under the cut),
+    rejected, in one transaction. So the queue does not offer it again (a rejected event is
+    remembered), training takes it as a hard negative, and a later version predicting it again
+    gets it rejected (``versions.carry_over``). Returns the rejected prediction."""
+    if item.kind != "missed":
+        raise BallspotError(f"only a missed-event candidate is dismissed (this item is {item.kind!r})")
+    with store.transaction():
+        side = team or next((p["team"] for p in store.predictions(item.game_id, version)), "home")
+        store.add_predictions(version, item.game_id, [(item.frame, item.label, side, item.confidence or 0.0)],
+                              replace=False)
+        row = next(p for p in reversed(store.predictions(item.game_id, version))
+                   if p["frame"] == item.frame and p["label"] == item.label and p["status"] == "pending")
+        return store.reject(row["id"], reviewer=reviewer)

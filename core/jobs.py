@@ -58,6 +58,9 @@ class RetrainParams:
     #: Make the new version active without asking only when it is not worse.
     auto_activate: bool = True
     author: str | None = None
+    #: The game under review (url_local; the app passes ``review_focus``): inferred first, and
+    #: inferred even if the previous version never scored it. None: the games in their order.
+    focus_game: str | None = None
 
 
 @dataclass
@@ -71,6 +74,8 @@ class InferParams:
     #: the same transaction as the carry-over), if ``carry_from`` is still active then.
     activate: bool = False
     author: str | None = None
+    #: Worker processes, one per GPU (``core.shard``); 1: infer in the job's own process.
+    gpus: int = 1
 
 
 def _alive(pid: int | None) -> bool:
@@ -240,6 +245,42 @@ def run_job(store: Store, workspace: Workspace, job_id: int) -> dict:
     return store.job(job_id)
 
 
+#: A retrain from the active model fine-tunes what it already knows: on one device, unless the
+#: user asks for epochs, at most this schedule instead of the config's from-scratch length
+#: (a config asking for less keeps its own), at a third of cpu_small's rate so that a few
+#: minutes of new labels adjust the model rather than pull it away from what it learnt. The
+#: track's branch is not trained again on the fully labelled games alone (a few minutes of them
+#: erased the rare classes the demo model had learnt from an hour): it fine-tunes with the clips,
+#: which also carry the reviewed labels. bench/active.py's rounds are this schedule; the README
+#: has the wait it gives.
+FINE_TUNE = {"epochs": 3, "samples_per_epoch": 400, "track_steps": 0, "lr": 0.001}
+
+
+def fine_tune(config: TrainConfig) -> TrainConfig:
+    """``config`` with at most the ``FINE_TUNE`` schedule."""
+    for key, most in FINE_TUNE.items():
+        setattr(config, key, min(getattr(config, key), most))
+    return config
+
+
+def review_focus(store: Store) -> str | None:
+    """The game of the latest review edit (accept, reject, add, ...): the one being reviewed."""
+    from core.store import UNDOABLE
+
+    for action in store.history(None, limit=50):
+        if action["kind"] in UNDOABLE and action["game_id"] is not None:
+            return store.game(action["game_id"])["url_local"]
+    return None
+
+
+def focus_first(games: list[str], focus: str | None) -> list[str]:
+    """``games`` with the game under review first (also when it is not among them), so that its
+    predictions are the first ready."""
+    if not focus:
+        return games
+    return [focus, *(g for g in games if g != focus)]
+
+
 def _train_progress(config: TrainConfig, report: Report) -> Callable[[dict], None]:
     """Training's records (pretraining, the track, epochs) as the job's progress, 0 to 0.9 (then
     inference), in the words the command line uses (``core.training.progress.describe``)."""
@@ -287,6 +328,8 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
         config.train_games = [g["url_local"] for g in chosen]
     previous = active_version(store)
     init = resolve_model(store, previous)[1] if previous else None
+    if init is not None and params.epochs is None and params.gpus <= 1:
+        fine_tune(config)
     out = retrain_dir(workspace, job_id)
     report(at(0.0, f"training from {previous or 'scratch'} with {Path(params.config).name}"))
     if params.gpus > 1:
@@ -298,11 +341,11 @@ def retrain(store: Store, workspace: Workspace, params: RetrainParams, report: R
     comparison = compare(store, version, previous)
     wanted = params.auto_activate and not_worse(store, version, previous)
     games = [] if not wanted else (params.infer_games if params.infer_games is not None
-                                   else unscored_games(store, previous, version))
+                                   else focus_first(unscored_games(store, previous, version), params.focus_game))
     result = {"version": version, "previous": previous, "comparison": comparison, "run": str(out)}
     if games:
         sub = reinfer(store, workspace, InferParams(version=version, games=games, carry_from=previous,
-                                                    activate=True, author=params.author),
+                                                    activate=True, author=params.author, gpus=params.gpus),
                       part(report, 0.9, 1.0))
         result["inference"] = sub
         activated, note = sub["activated"], f"; {sub['summary']}"
@@ -363,7 +406,7 @@ def reinfer(store: Store, workspace: Workspace, params: InferParams, report: Rep
     report(at(0.0, f"inference with {version} on {len(games)} game(s)"))
     done = infer_games(store, workspace, version, folder, games, InferConfig(tta=params.tta),
                        progress=lambda step: report(at(0.95 * step.fraction, f"inference {step.text}")),
-                       on_stored=kept.__setitem__)
+                       on_stored=kept.__setitem__, gpus=params.gpus)
     inferred = [name for name, _ in done]
     step = "carrying review decisions over" + (f" and activating {version}" if params.activate else "")
     with _last_write(store, report, step):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from core.errors import BallspotError
 from core.formats import annotation_dict, prediction_dict
-from core.labels import TARGET_SOURCES
+from core.labels import REVIEW_SOURCES, TARGET_SOURCES
 from core.metrics import VALID_MAP, GameEvents, MapResult, average_map
 from core.store import Store
 from core.workspace import Workspace
@@ -29,8 +29,13 @@ def active_version(store: Store) -> str | None:
 
 
 def review_progress(store: Store, version: str | None = None) -> dict[int, tuple[int, int]]:
-    """(reviewed, total) predictions per game id, of the active version (or ``version``): the one
-    definition of review progress, for the picker, the Games tab and ``launch.py games``."""
+    """(reviewed, total) per game id, of the active version (or ``version``): the one definition
+    of review progress, for the picker, the Games tab and ``launch.py games``.
+
+    The items are the version's predictions and, on the games it predicted, the review decisions
+    made on other versions' predictions of events it no longer predicts (``remembered``, matched
+    one to one as ``carry_over`` matches them): those decisions stand, so activating a version
+    never lowers the count of reviewed items (``hand_over`` carries the rest)."""
     version = version or active_version(store)
     if version is None:
         return {}
@@ -40,6 +45,14 @@ def review_progress(store: Store, version: str | None = None) -> dict[int, tuple
         done_total[1] += r["n"]
         if r["status"] != "pending":
             done_total[0] += r["n"]
+    decided = {r["game_id"] for r in store.prediction_counts() if r["status"] != "pending"}
+    for gid in decided & out.keys():
+        memory = remembered(store, gid)
+        if any(e["model_version"] not in (None, version) for e in memory):
+            _, unmatched = same_events(memory, store.predictions(gid, version))
+            kept = sum(1 for e in unmatched if e["id"] is not None)  # decisions on predictions
+            out[gid][0] += kept
+            out[gid][1] += kept
     return {gid: (done, total) for gid, (done, total) in out.items()}
 
 
@@ -121,21 +134,83 @@ def decisions(store: Store, game: int | str, version: str) -> list[dict]:
     return [{**p, "made": labels.get(p["id"])} for p in store.predictions(game, version) if p["status"] != "pending"]
 
 
+def remembered(store: Store, game: int | str, window: int = 2) -> list[dict]:
+    """Every review decision on a game, whichever version's prediction it was made on: one entry
+    per event, accepted ones first, each kind newest first (the order ``carry_over`` applies them).
+
+    Accepted events are the reviewed labels (``REVIEW_SOURCES``: added by hand, or made by an
+    accept), each with the frames where a prediction of it may stand (``keys``: the label's own,
+    then those of the predictions accepted into it, which may lie a few frames off where the
+    analyst moved them). Rejected events are the rejected predictions, the newest decision of
+    each event (same class within ``window`` frames), left out where a reviewed label of the
+    class stands within ``window`` (the event happened: the label is the answer). Entries carry
+    what ``carry_over`` reads (id, frame, label, team, status, reviewer, made) and the version
+    decided on (``model_version``; None for a label added by hand)."""
+    labels = store.labels(game, sources=REVIEW_SOURCES)
+    decided = [p for p in store.predictions(game) if p["status"] != "pending"]
+    newest = sorted(decided, key=lambda p: (p["reviewed"] or "", p["id"]), reverse=True)
+    makers: dict[int, list[dict]] = {}
+    for p in newest:
+        if p["status"] != "accepted":
+            continue
+        # Its label: the one it made, else (a re-run unlinks labels from replaced predictions)
+        # the reviewed label of its class nearest to it; none means the accept was undone.
+        made = next((lab for lab in labels if lab["prediction_id"] == p["id"]), None) or \
+            nearest(labels, p["frame"], p["label"], window)
+        if made is not None:
+            makers.setdefault(made["id"], []).append(p)
+    accepted = []
+    for lab in sorted(labels, key=lambda r: (r["updated"] or "", r["id"]), reverse=True):
+        preds = makers.get(lab["id"], [])
+        first = preds[0] if preds else None
+        accepted.append({"id": first["id"] if first else None, "frame": lab["frame"], "label": lab["label"],
+                         "team": lab["team"], "status": "accepted",
+                         "reviewer": (first["reviewer"] if first else None) or lab["author"], "made": lab,
+                         "model_version": first["model_version"] if first else None,
+                         "keys": [(lab["frame"], lab["label"])] + [(p["frame"], p["label"]) for p in preds]})
+    rejected: list[dict] = []
+    for p in newest:
+        if p["status"] != "rejected" or nearest(labels, p["frame"], p["label"], window) or \
+                nearest(rejected, p["frame"], p["label"], window):
+            continue
+        rejected.append({**p, "made": None, "keys": [(p["frame"], p["label"])]})
+    return accepted + rejected
+
+
+def same_events(decided: list[dict], predictions: list[dict], window: int = 2,
+                ) -> tuple[list[tuple[dict, dict]], list[dict]]:
+    """Pair decisions with predictions of the same event (same class, within ``window`` frames
+    of one of the decision's ``keys``), one to one, in the decisions' order; returns the pairs
+    and the decisions no prediction is the event of."""
+    taken: set[int] = set()
+    pairs, unmatched = [], []
+    for d in decided:
+        match = None
+        for frame, label in d.get("keys") or [(d["frame"], d["label"])]:
+            match = nearest(predictions, frame, label, window, taken)
+            if match is not None:
+                break
+        if match is None:
+            unmatched.append(d)
+        else:
+            taken.add(match["id"])
+            pairs.append((d, match))
+    return pairs, unmatched
+
+
 def carry_over(store: Store, game: int | str, decided: list[dict], new: str, window: int = 2,
                reviewer: str | None = None, source: str = "") -> int:
-    """Review decisions (``decisions(...)`` of an earlier run) apply to ``new``'s predictions of
-    the same event (same class, within +-``window`` frames): accepted stays accepted (with its
-    corrections), rejected stays rejected. One store operation; returns how many carried."""
+    """Review decisions (``decisions(...)`` of an earlier run, or ``remembered``) apply to
+    ``new``'s predictions of the same event (``same_events``): accepted stays accepted (with its
+    corrections), rejected stays rejected. A prediction ``new`` has already decided keeps its own
+    decision. One store operation; returns how many carried."""
     if not decided:
         return 0
-    fresh = [p for p in store.predictions(game, new) if p["status"] == "pending"]
-    taken: set[int] = set()
+    pairs, _ = same_events(decided, store.predictions(game, new), window)
     plan = []
-    for p in decided:
-        match = nearest(fresh, p["frame"], p["label"], window, taken)
-        if match is None:
+    for p, match in pairs:
+        if match["status"] != "pending":
             continue
-        taken.add(match["id"])
         made = p.get("made")
         fix = {k: made[k] for k in ("frame", "label", "team")} if p["status"] == "accepted" and made else {}
         plan.append((match["id"], p["status"], p["reviewer"] or reviewer, fix))
@@ -147,13 +222,15 @@ def carry_over(store: Store, game: int | str, decided: list[dict], new: str, win
 
 def carry_all(store: Store, version: str, source: str | None, games: list[int | str],
               author: str | None = None) -> int:
-    """``source``'s review decisions on ``games``, read now, carried over to ``version``'s
-    pending predictions (``carry_over``); nothing when there is no other version to carry from
-    (a version's own decisions survive its re-run in ``runner.store_run``)."""
+    """The review decisions on ``games``, read now, carried over to ``version``'s pending
+    predictions (``carry_over``): every decision ``remembered``, whichever version it was made on,
+    so one that ``source`` (the active version) no longer predicted is not lost to the next. Nothing
+    when there is no other version to carry from (a version's own decisions survive its re-run in
+    ``runner.store_run``)."""
     if not source or source == version:
         return 0
-    return sum(carry_over(store, g, decisions(store, g, source), version, reviewer=author, source=source)
-               for g in games)
+    return sum(carry_over(store, g, remembered(store, g), version, reviewer=author,
+                          source="the review history") for g in games)
 
 
 @dataclass
@@ -287,14 +364,19 @@ def diff(store: Store, game: int | str, old: str, new: str, window: int = 12) ->
 
 
 def learning_curve(store: Store) -> list[dict]:
-    """Each trained version: validation mAP@1 against the number of reviewed labels it learnt from."""
+    """Every version with a validation score, oldest first: validation mAP@1 against the number of
+    labels it learnt from (imported, added and accepted; ``reviewed_labels`` in its metrics), and
+    whether it is the active one. A version registered from a folder without that count (trained
+    elsewhere) has no place on the axis and is left out."""
+    active = active_version(store)
     points = []
     for m in store.models():
         metrics = m["metrics"]
         if metrics.get(VALID_MAP) is None or metrics.get("reviewed_labels") is None:
             continue
         points.append({"version": m["version"], "labels": metrics["reviewed_labels"],
-                       "valid_map": metrics[VALID_MAP], "parent": m["parent"], "created": m["created"]})
+                       "valid_map": metrics[VALID_MAP], "parent": m["parent"], "created": m["created"],
+                       "active": m["version"] == active})
     return points
 
 

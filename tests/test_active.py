@@ -201,6 +201,7 @@ def test_the_whole_loop_on_the_cpu(loop_ws, tmp_path):
         assert inference["carried"] == len(matched)
         curve = learning_curve(store)
         assert [p["version"] for p in curve] == [v1, v2]
+        assert [p["active"] for p in curve] == [False, True]
         assert curve[1]["labels"] > curve[0]["labels"]  # the accepted predictions on B were learnt from
 
 
@@ -212,7 +213,8 @@ def test_a_stopped_job_leaves_the_previous_model_active(loop_ws, tmp_path, how):
             retrain(store, loop_ws, RetrainParams(config=_tiny(tmp_path, epochs=1, samples_per_epoch=32)),
                     quiet)
         before = ([m["version"] for m in store.models()], active_version(store))
-        job = submit(store, "retrain", {"config": config})
+        # Epochs named: a retrain's short fine-tune schedule would end before the stop.
+        job = submit(store, "retrain", {"config": config, "epochs": 50})
         queued = submit(store, "infer", {"version": before[1]})
         refresh(store, loop_ws)
         running = wait_for_job(store, job["id"], lambda j: j["status"] == "running" and "epoch" in j["message"])
@@ -245,3 +247,49 @@ def test_classes_without_validation_events_compare_as_not_measured(store, game):
                                    "support": {"PASS": 10, "GOAL": 0}})
     rows = {p["class"]: (p["new"], p["old"]) for p in compare(store, "v2", "v1")["per_class"]}
     assert rows == {"PASS": (0.6, 0.5), "GOAL": (None, None)}
+
+
+def test_a_seeded_cpu_run_repeats_its_weights(loop_ws, tmp_path):
+    """bench/active.py and bench/learn.py rest on it: the same seed, the same run, bit for bit
+    (sampling, augmentation, the loader's worker, initialisation: all seeded)."""
+    import hashlib
+    from pathlib import Path
+
+    from core.training import TrainConfig, train
+
+    config = _tiny(tmp_path, epochs=1, samples_per_epoch=32, workers=1, pretrain={"steps": 0})
+    digests = []
+    with Store.open(loop_ws) as store:
+        for k, seed in enumerate((3, 3, 4)):
+            row = train(TrainConfig.load(config, seed=seed), store, loop_ws, out=tmp_path / f"run{k}",
+                        version=f"seeded-{k}")
+            digests.append(hashlib.sha256((Path(row["path"]) / "model.safetensors").read_bytes()).hexdigest())
+    assert digests[0] == digests[1] and digests[2] != digests[0]
+
+
+def test_the_active_learning_bench_runs_quick(tmp_path):
+    """CI's run of bench/active.py --quick: every strategy, the same budget per round, the table,
+    the JSON and the plot, the analyst minutes of a new game."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "active.py"), "--quick", "--data", str(tmp_path / "d"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "validation mAP@1 per round, mean +- sd over 1 seed(s)" in done.stdout
+    result = json.loads((tmp_path / "out" / "active-quick.json").read_text())
+    runs = result["runs"]["0"]
+    assert set(runs) == {"queue", "queue-plain", "random", "confidence", "scratch"}
+    budget = result["plan"]["budget"]
+    for strategy, rows in runs.items():
+        assert [r["round"] for r in rows] == [0, 1, 2]
+        assert all(0.0 <= r["map"] <= 1.0 for r in rows)
+        assert rows[0]["version"] == runs["queue"][0]["version"]  # every strategy starts from one model
+        if strategy != "scratch":
+            assert [r["reviews"] for r in rows] == [0, budget, 2 * budget], strategy
+    queue_s = [r["analyst_s"] for r in runs["queue"]]
+    for a, b, q0, q1 in zip(runs["scratch"], runs["scratch"][1:], queue_s, queue_s[1:]):
+        assert b["analyst_s"] - a["analyst_s"] <= q1 - q0 + 1e-6  # scratch gets the queue's time, no more
+    assert runs["scratch"][-1]["labels"] > 0
+    minutes = result["summary"]["new_game_minutes"]
+    assert [m["round"] for m in minutes] == [0, 1, 2]
+    assert all(m["scratch"] > 0 and m["time_order"] > 0 and m["queue"] > 0 for m in minutes)
+    png = (tmp_path / "out" / "active-quick.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
