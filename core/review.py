@@ -20,6 +20,7 @@ import numpy as np
 from core.errors import BallspotError, ConflictError
 from core.infer import load_curves
 from core.labels import CLASS_INDEX, CLASSES, DEFAULT_VISIBILITY, FPS, TEAMS_ROLE, TEAMS_SIDE, VISIBILITIES, clock
+from core.labels import team_vocabulary as labels_team_vocabulary
 from core.store import Store
 from core.versions import active_version, review_progress
 from core.video import read_frames
@@ -65,12 +66,19 @@ def prediction_event(row: dict) -> dict:
             "author": row["reviewer"], "model": row["model_version"]}
 
 
-def team_vocabulary(store: Store, game: int | str) -> tuple[str, str]:
-    """The two team names a game's review uses: left/right (the 2025 team task names the side of
-    the video) when its labels and predictions name sides and never roles, else home/away
-    (BAS-2024). New labels get this vocabulary; its first name is the default team."""
-    names = store.team_names(game)
-    return TEAMS_SIDE if names & set(TEAMS_SIDE) and not names & set(TEAMS_ROLE) else TEAMS_ROLE
+def team_vocabulary(store: Store, game: int | str, *, strict: bool = False) -> tuple[str, str]:
+    """The two team names a game's review uses: the vocabulary of its labels and predictions
+    (:func:`core.labels.team_vocabulary`: left/right in the 2025 team task, home/away in
+    BAS-2024), home/away when it has none. New labels get it; its first name is the default
+    team. A game that mixes both is shown as home/away (so it can be put right), and with
+    ``strict`` refused (:class:`BallspotError` naming its teams)."""
+    g = store.game(game)
+    try:
+        return labels_team_vocabulary(store.team_names(g["id"]), where=g["url_local"]) or TEAMS_ROLE
+    except BallspotError:
+        if strict:
+            raise
+        return TEAMS_ROLE
 
 
 def start_game(store: Store, version: str | None) -> int | None:
@@ -268,7 +276,7 @@ def edit(store: Store, game: int | str, action: dict, *, author: str | None, cur
             label = action.get("label")
             if label not in CLASS_INDEX:
                 raise BallspotError(f"unknown class {label!r}")
-            teams = team_vocabulary(store, g["id"])
+            teams = team_vocabulary(store, g["id"], strict=True)
             team = action.get("team") or teams[0]
             if team not in teams:
                 raise BallspotError(f"this game names its teams {' / '.join(teams)}, not {team!r}; nothing was added")

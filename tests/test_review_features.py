@@ -199,6 +199,12 @@ def test_a_side_labelled_game_reviews_left_and_right(store, workspace, tmp_path,
     wrong = _edit(store, side, {"op": "add", "frame": 30, "label": "PASS", "team": "home"})
     assert not wrong.ok and "left / right" in wrong.message and store.dump() == before
     assert store.label(int(_edit(store, game, {"op": "add", "frame": 25, "label": "OUT"}).select[1:]))["team"] == "home"
+    # A game that mixes both still opens (to be put right), but gets no new label in either vocabulary.
+    store.add_label(side, 50, "OUT", "home")
+    assert open_game(store, side, "v1")["teams"] == ["home", "away"]
+    before = store.dump()
+    mixed = _edit(store, side, {"op": "add", "frame": 60, "label": "PASS"})
+    assert not mixed.ok and "mix" in mixed.message and store.dump() == before
 
 
 def test_the_screen_opens_on_the_game_with_the_most_pending_predictions(store, workspace, tmp_path, game):
