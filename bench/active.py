@@ -69,7 +69,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from core.active import QueueConfig, QueueItem, dismiss_missed, review_queue  # noqa: E402
 from core.effort import (Effort, decision_seconds, follow_queue, from_scratch, judge, per_minutes,  # noqa: E402

@@ -4,18 +4,15 @@ names the stage that bounds a missed speed target."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from core.infer import InferStats
 from core.labels import LABEL_FILE, ms_to_frame
 from core.video import FrameReader, probe
 
-sys.path.insert(0, str(ROOT / "bench"))
-import fullgame  # noqa: E402
+from bench import fullgame
 
 
 @pytest.fixture(scope="module")
