@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +26,8 @@ import av
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' app launcher (conftest.running_app); core comes installed
 
-from conftest import running_app  # noqa: E402
+from bench.serve import running_app  # noqa: E402
 from core.ingest import import_source  # noqa: E402
 from core.labels import CLASSES, LABEL_FILE, game_time  # noqa: E402
 from core.review import open_game  # noqa: E402

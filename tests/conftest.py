@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from bench.serve import free_port, running_app  # noqa: F401 (the tests' launcher lives with the benches)
 from core.labels import LABEL_FILE, game_time
 from core.store import Store
 from core.workspace import Workspace
@@ -82,42 +77,6 @@ def make_game(root: Path, url_local: str, annotations: list[dict] | None, *, vid
     if video_frames is not None:
         make_video(folder / "224p.mp4", frames=video_frames)
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_app(workspace: Path, *extra: str):
-    """``launch.py`` serving ``workspace`` (no demo build) in a child process; yields its URL."""
-    port = free_port()
-    log = open(Path(workspace).parent / f"app-{port}.log", "wb")  # a file: a full pipe would block the app
-    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--workspace", str(workspace), "--port",
-                             str(port), "--no-demo", *extra], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "gradio_api/info", timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break  # it answers (401 with --auth): it is up
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(Path(log.name).read_text())
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("the app did not start in 120 s")
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def wait_for_job(store: Store, job_id: int, pred, timeout: float = 240) -> dict:
