@@ -284,7 +284,7 @@ def _measured(cmd: list[str], what: str) -> dict:
     the child between fork and exec."""
     import threading
 
-    t = time.perf_counter()
+    t, load = time.perf_counter(), os.getloadavg()[0]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     peaks: dict[int, float] = {}
     done = threading.Event()
@@ -307,7 +307,9 @@ def _measured(cmd: list[str], what: str) -> dict:
     result = json.loads(lines[-1]) if lines else {}
     own = max(peaks.get(proc.pid, 0.0), result.pop("own_peak_rss_gb", 0.0))
     workers = [v for k, v in peaks.items() if k != proc.pid]
-    return {**result, "peak_rss_gb": max([own] + workers), "process_s": wall}
+    # The machine's load (1-minute average) before and after: on a shared machine, what the speed was measured beside.
+    return {**result, "peak_rss_gb": max([own] + workers), "process_s": wall,
+            "load": [round(load, 1), round(os.getloadavg()[0], 1)]}
 
 
 def job_run(workspace: str, game: str, gpus: int) -> dict:
@@ -360,15 +362,16 @@ def measure_match(cache: Path, minutes: float, args: argparse.Namespace, size: t
 
 def report(results: list[dict]) -> list[str]:
     """The side-by-side table and the targets, as lines; the misses say what bounds them."""
-    lines = [f"\n{'match':>7}  {'what':34} {'frames/s':>9} {'x decode':>9} {'peak RSS':>9} {'seconds':>8}"]
+    lines = [f"\n{'match':>7}  {'what':34} {'frames/s':>9} {'x decode':>9} {'peak RSS':>9} {'seconds':>8}  load"]
     for r in results:
         ref = r["decode"]["fps"]
         rows = [("decode only (PyAV, threads)", r["decode"]), ("reader (decode+grey+fit)", r["reader"]),
                 ("inference, CLI path (TTA)", r["cli"])] + ([("inference, re-infer job (TTA)", r["job"])]
                                                             if "job" in r else [])
         for name, m in rows:
+            load = "-".join(f"{v:g}" for v in m.get("load", []))
             lines.append(f"{r['minutes']:>5g}m  {name:34} {m['fps']:9.0f} {m['fps'] / ref:8.2f}x "
-                         f"{m['peak_rss_gb']:7.2f}GB {m['seconds']:8.1f}")
+                         f"{m['peak_rss_gb']:7.2f}GB {m['seconds']:8.1f}  {load}")
         o = r["open"]
         lines.append(f"{r['minutes']:>5g}m  open in the app: {o['open_first_s']:.2f} s first, "
                      f"{o['open_median_s']:.2f} s median ({o['events']} events, {o['payload_mb']:.1f} MB); "

@@ -18,7 +18,7 @@ Goal: >= 60 samples/s.
 
     python bench/gpu.py [--minutes 10] [--device cuda] [--compile] [--skip-train] [--json FILE]
 
-``--device cpu --minutes 0.2 --size 320x180 --model-size 96x160`` is a (slow) smoke test on a CPU.
+``--device cpu --minutes 0.1 --size 320x180 --config core/configs/tiny.yaml`` is a smoke test on a CPU.
 """
 from __future__ import annotations
 
@@ -33,12 +33,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the match builder of bench/fullgame.py
-from fullgame import DEFAULT_CACHE, _cache, build_match, machine  # noqa: E402
+from bench.fullgame import DEFAULT_CACHE, _cache, build_match, machine
 
-from core.infer import InferConfig, infer_video, measure  # noqa: E402
-from core.model import BallActionModel  # noqa: E402
-from core.training import TrainConfig  # noqa: E402
+from core.infer import InferConfig, infer_video, measure
+from core.model import BallActionModel
+from core.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "core" / "configs" / "ball_action.yaml"
@@ -155,7 +154,8 @@ def train_epoch(match: Path, recipe: TrainConfig, samples: int, batch: int | Non
     from core.training import train
     from core.workspace import Workspace
 
-    config = replace(recipe, model=replace(recipe.model, pretrained="none"), epochs=1, warmup_epochs=0,
+    config = replace(recipe, model=replace(recipe.model, pretrained="none"), pretrain=replace(recipe.pretrain, steps=0),
+                     epochs=1, warmup_epochs=0,
                      samples_per_epoch=samples, batch=batch or recipe.batch, train_splits=["train"],
                      valid_splits=["none"])
     records: list[dict] = []
@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--max-train-batch", type=int, default=64)
     parser.add_argument("--train-samples", type=int, default=800, help="samples of the training epoch")
     parser.add_argument("--train-batch", type=int, default=None, help="batch of the training epoch (default: recipe)")
+    parser.add_argument("--config", type=Path, default=RECIPE, help="the recipe (a CPU smoke test: a light one)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -195,7 +196,7 @@ def main() -> None:
         info["gpu"] = torch.cuda.get_device_name(device)
     print(f"{info['date']}: {info.get('gpu', 'no GPU')}, {info['cpus']} CPUs ({info['cpu']}), "
           f"torch {info['torch']}", flush=True)
-    recipe = TrainConfig.load(RECIPE)
+    recipe = TrainConfig.load(args.config)
     if args.model_size:
         w, h = _size(args.model_size)
         recipe.model = replace(recipe.model, input_size=(h, w))
@@ -227,7 +228,7 @@ def main() -> None:
     goals = [f"100-minute match with TTA in {tta['full_match_s']:.0f} s (< {GOAL_FULL_MATCH_S:.0f}): "
              + ("met" if tta["full_match_s"] < GOAL_FULL_MATCH_S else f"MISSED, bound by {tta['bound']}")]
     if not args.skip_train:
-        print(f"\ntraining, the full recipe at {w}x{h} x{recipe.model.frames} frames", flush=True)
+        print(f"\ntraining, {args.config.name} at {w}x{h} x{recipe.model.frames} frames", flush=True)
         out["train_steps"] = train_steps(video, recipe, device, args.max_train_batch)
         out["train_epoch"] = train_epoch(match, recipe, args.train_samples, args.train_batch)
         e = out["train_epoch"]
