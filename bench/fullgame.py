@@ -183,11 +183,11 @@ def child_reader(video: str, size: list[int]) -> dict:
     return {"frames": n, "seconds": time.perf_counter() - t, "decode_s": decode_s, "resize_s": resize_s}
 
 
-def child_cli(workspace: str, game: str, device: str | None, gpus: int, batch: int) -> dict:
+def child_cli(workspace: str, game: str, device: str | None, gpus: int, batch: int, threads: int | None = None) -> dict:
     """``launch.py infer``'s path: resolve the model, infer with TTA, store, with stage timings."""
     from dataclasses import asdict
 
-    from core.infer import InferConfig, measure, pick_device
+    from core.infer import InferConfig, cpu_threads, measure, pick_device
     from core.progress import bar
     from core.runner import infer_games, resolve_model
     from core.store import Store
@@ -200,13 +200,14 @@ def child_cli(workspace: str, game: str, device: str | None, gpus: int, batch: i
         version, folder = resolve_model(store, VERSION)
         t = time.perf_counter()
         with measure() as stats, bar("infer (CLI path)", "frame") as progress:
-            done = infer_games(store, ws, version, folder, [game], InferConfig(tta=True, device=device, batch=batch),
-                               progress=progress, skip_missing=False, gpus=gpus)
+            config = InferConfig(tta=True, device=device, batch=batch, threads=threads)
+            done = infer_games(store, ws, version, folder, [game], config, progress=progress, skip_missing=False,
+                               gpus=gpus)
         seconds = time.perf_counter() - t
         frames = store.game(game)["frame_count"]
     dev = pick_device(device)
     return {"frames": frames, "seconds": seconds, "events": done[0][1], "stats": asdict(stats),
-            "bound": stats.bound() if gpus == 1 else None, "threads": torch.get_num_threads(),
+            "bound": stats.bound() if gpus == 1 else None, "threads": cpu_threads(config),
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {os.cpu_count()} cores"}
 
 
@@ -350,7 +351,7 @@ def measure_match(cache: Path, minutes: float, args: argparse.Namespace, size: t
     r["decode"] = in_child("decode", video=video)
     r["reader"] = in_child("reader", video=video, size=model_size)
     r["cli"] = in_child("cli", workspace=str(ws), game=info["game"], device=args.device, gpus=args.gpus,
-                        batch=args.batch)
+                        batch=args.batch, threads=args.threads)
     if not args.skip_job:
         r["job"] = job_run(str(ws), info["game"], args.gpus)
     r["open"] = in_child("open", workspace=str(ws), game_id=info["game_id"])
@@ -381,7 +382,8 @@ def report(results: list[dict]) -> list[str]:
         stages = {"decode": s["decode_s"], "resize": s["resize_s"], "encoder": s["encoder_s"],
                   "3D part + heads": s["head_s"], "post-processing": s["post_s"]}
         lines.append(f"{r['minutes']:>5g}m  stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
-                     + f"; model waited for frames {s['wait_s']:.1f}; compiled: {s['compiled']}"
+                     + f"; model waited for frames {s['wait_s']:.1f}; {r['cli'].get('threads')} model thread(s);"
+                     + f" compiled: {s['compiled']}"
                      + (f" (compiling {s['compile_s']:.0f})" if s["compiled"] else ""))
     lines.append("\ntargets:")
     for r in results:
@@ -443,6 +445,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--gpus", type=int, default=1, help="inference worker processes (launch.py infer --gpus)")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the CLI path's model threads (default: InferConfig's, a core left to decoding)")
     parser.add_argument("--skip-job", action="store_true", help="skip the re-infer job's measurement")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--json", type=Path, default=None, help="where to write the figures (default: in --cache)")
@@ -460,15 +464,17 @@ def main(argv: list[str] | None = None) -> dict:
     info = machine()
     print(f"{info['date']}: {info['cpus']} CPUs ({info['cpu']}), load {info['load_1min']}, torch {info['torch']}",
           flush=True)
-    results = [measure_match(cache, m, args, size) for m in sorted(args.minutes)]
-    lines = report(results)
-    print("\n".join(lines))
-    took = time.perf_counter() - started
-    print(f"\nthe bench took {took / 60:.1f} minutes (load at the end {os.getloadavg()[0]:.1f})")
-    out = {"machine": info, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "results": results, "report": lines, "bench_s": took}
     path = args.json or cache / f"fullgame-{'quick' if args.quick else 'full'}.json"
+    out = {"machine": info, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "results": []}
+    for m in sorted(args.minutes):
+        out["results"].append(measure_match(cache, m, args, size))
+        out["report"] = report(out["results"])
+        path.write_text(json.dumps(out, indent=1))  # after each match: a long run stopped keeps what it measured
+        print("\n".join(out["report"]), flush=True)
+    out["bench_s"] = time.perf_counter() - started
     path.write_text(json.dumps(out, indent=1))
+    print(f"\nthe bench took {out['bench_s'] / 60:.1f} minutes (load at the end {os.getloadavg()[0]:.1f})")
     print(f"figures: {path}")
     return out
 

@@ -193,9 +193,18 @@ def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def _compile(fn: Callable) -> Callable:
     """``fn`` compiled for inference: one input shape (``_Parts`` pads its batches), and the
-    weights frozen in, so the batch norms fold into the convolutions: on a CPU, several times
-    eager PyTorch's speed on these small tensors (``bench/fullgame.py`` measures it)."""
-    return torch.compile(fn, dynamic=False, options={"freezing": True})
+    weights frozen in, so the batch norms fold into the convolutions (``bench/fullgame.py``
+    measures the speed; the README has the figures)."""
+    import torch._inductor.config as inductor
+
+    compiled = torch.compile(fn, dynamic=False)
+
+    def run(*args):
+        # Freezing is read when inductor compiles, i.e. at a first call (torch.compile's
+        # ``options={"freezing": True}`` did not reach it): set for the calls, not globally.
+        with inductor.patch(freezing=True):
+            return compiled(*args)
+    return run
 
 
 class _Parts:

@@ -341,6 +341,28 @@ def test_the_compiled_path_gives_the_eager_scores_and_compiles_each_part_once(li
     assert len(graphs) == 4, "another length, another last batch: no new compile"
 
 
+def test_inference_compiles_with_the_weights_frozen_in_and_leaves_the_setting_as_it_was(monkeypatch):
+    """Freezing folds the batch norms into the convolutions (the README has what it gains), but
+    inductor reads it when it compiles, at the first call, not from torch.compile's options: it
+    must be on during the calls and off again after."""
+    import torch._inductor.config as inductor
+
+    seen = []
+
+    def fake_compile(fn, **kwargs):
+        def run(*args):
+            seen.append(inductor.freezing)
+            return fn(*args)
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    before = inductor.freezing
+    from core.infer import _compile
+    assert _compile(lambda x: x + 1)(torch.zeros(2)).tolist() == [1.0, 1.0]
+    assert seen == [True]
+    assert inductor.freezing == before
+
+
 def test_a_compile_that_fails_falls_back_to_the_eager_model_and_says_so(light, noise, monkeypatch):
     def broken(fn):
         def call(*args):
