@@ -454,9 +454,19 @@ function drawTimeline() {
   $('timeline-span').title = `${clock(Math.round(a))} – ${clock(Math.round(b))} shown`;
   drawMarkers(); showFrame();
 }
-// One element per event in view, kept by id: an edit or a selection replaces only the markers
-// of the events it changed (O(1) on a full match); zoom, pan, filters and a new game redraw all.
+// Zoomed in, one element per event in view, kept by id: an edit or a selection replaces only
+// the markers of the events it changed, and each has its own hover and focus. Where more events
+// are in view than a screen can show apart (a full match at full zoom: several a pixel), they
+// are painted on a canvas instead, thousands in one pass, so opening, panning and zooming a full
+// match never build thousands of elements; a click or a hover finds the event under the pointer.
+const DENSE = 600;
 const markerEls = new Map();
+const markCanvas = $('markers-canvas');
+let dense = [];  // the events painted on the canvas (empty: markers are elements)
+function markerY(e) {  // the top of an event's marker: a team's side of its class lane
+  const lane = S.classes.indexOf(e.label), above = S.teams.indexOf(e.team) !== 1;
+  return lane * LANE_H + (above ? -1 : LANE_H - MARK + 1);
+}
 function marker(e, w, a, b) {
   const m = document.createElement('div');
   const lane = S.classes.indexOf(e.label);
@@ -464,24 +474,53 @@ function marker(e, w, a, b) {
   m.className = `bs-marker ${e.kind} st-${e.status} ${side}` + (e.id === S.selected ? ' selected' : '') +
     (e.visibility === 'not shown' ? ' vis-not-shown' : '');
   m.style.left = `${((e.frame - a) / (b - a)) * w}px`;
-  m.style.top = `${lane * LANE_H + (side === 'above' ? -1 : LANE_H - MARK + 1)}px`;
+  m.style.top = `${markerY(e)}px`;
   m.style.setProperty('--c', S.colours[lane]);
   Object.assign(m.dataset, { id: e.id, frame: e.frame, label: e.label, status: e.status });
   return m;
 }
+// The canvas draws what the elements' CSS draws: labels filled, predictions rings (accepted
+// filled with a white ring, rejected faded and dotted), half filled when not shown on camera.
+function paintMarkers(events, w, a, b) {
+  const dpr = window.devicePixelRatio || 1, h = lanesHeight();
+  markCanvas.width = w * dpr; markCanvas.height = h * dpr;
+  markCanvas.style.width = `${w}px`; markCanvas.style.height = `${h}px`;
+  const g = markCanvas.getContext('2d');
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const r = MARK / 2, order = (e) => (e.id === S.selected ? 2 : e.kind === 'label' ? 1 : 0);
+  for (const e of [...events].sort((p, q) => order(p) - order(q))) {  // labels over predictions, the selection on top
+    const x = ((e.frame - a) / (b - a)) * w, y = markerY(e) + r, c = S.colours[S.classes.indexOf(e.label)];
+    g.globalAlpha = e.status === 'rejected' ? 0.35 : 1;
+    g.setLineDash(e.status === 'rejected' ? [1.5, 1.5] : []);
+    g.beginPath(); g.arc(x, y, r - 1, 0, 2 * Math.PI);
+    if (e.kind === 'label' || e.status === 'accepted') {
+      g.fillStyle = c;
+      if (e.visibility === 'not shown') { g.save(); g.clip(); g.fillRect(x - r, y - r, r, 2 * r); g.restore(); } else g.fill();
+      g.strokeStyle = e.kind === 'label' ? c : '#fff'; g.lineWidth = 1; g.stroke();
+    } else { g.strokeStyle = c; g.lineWidth = 2; g.stroke(); }
+    if (e.id === S.selected) {
+      g.beginPath(); g.arc(x, y, r + 2, 0, 2 * Math.PI); g.strokeStyle = '#e15759'; g.lineWidth = 3; g.stroke();
+    }
+  }
+  g.globalAlpha = 1; g.setLineDash([]);
+}
 function shownOnTimeline(e, a, b, f) { return e && e.frame >= a && e.frame <= b && passes(e, f); }
 function drawMarkers() {
   const w = S.laneW || 800, [a, b] = S.view, f = filters();
-  const frag = document.createDocumentFragment();
+  const shown = [];
+  for (const e of S.events.values()) if (shownOnTimeline(e, a, b, f)) shown.push(e);
   markerEls.clear();
-  for (const e of S.events.values()) {
-    if (!shownOnTimeline(e, a, b, f)) continue;
-    const m = marker(e, w, a, b);
-    markerEls.set(e.id, m); frag.append(m);
-  }
+  dense = shown.length > DENSE ? shown : [];
+  markersEl.dataset.mode = dense.length ? 'canvas' : 'elements';
+  markersEl.dataset.count = String(shown.length);
+  markCanvas.hidden = !dense.length;
+  if (dense.length) { markersEl.replaceChildren(); paintMarkers(dense, w, a, b); return; }
+  const frag = document.createDocumentFragment();
+  for (const e of shown) { const m = marker(e, w, a, b); markerEls.set(e.id, m); frag.append(m); }
   markersEl.replaceChildren(frag);
 }
 function updateMarkers(ids) {
+  if (dense.length) { drawMarkers(); return; }  // one pass over the canvas: a few ms for thousands
   const w = S.laneW || 800, [a, b] = S.view, f = filters();
   for (const id of new Set(ids)) {
     if (!id) continue;
@@ -492,15 +531,41 @@ function updateMarkers(ids) {
     if (old) old.replaceWith(m); else markersEl.append(m);
     markerEls.set(id, m);
   }
+  if (markerEls.size > DENSE) drawMarkers();
+}
+// The event under the pointer: its marker element, or on the canvas the nearest painted marker
+// within its radius (a label before a prediction at the same spot, as it is drawn on top).
+function eventAt(ev) {
+  const m = ev.target.closest && ev.target.closest('.bs-marker');
+  if (m) return m.dataset.id;
+  if (!dense.length) return null;
+  const rect = lanesEl.getBoundingClientRect(), px = ev.clientX - rect.left, py = ev.clientY - rect.top;
+  const w = S.laneW || 800, [a, b] = S.view, r = MARK / 2;
+  let best = null, bestD = Infinity;
+  for (const e of dense) {
+    const dx = ((e.frame - a) / (b - a)) * w - px, dy = markerY(e) + r - py;
+    const d = dx * dx + dy * dy - (e.kind === 'label' ? 0.5 : 0);
+    if (Math.abs(dx) <= r && Math.abs(dy) <= r && d < bestD) { best = e.id; bestD = d; }
+  }
+  return best;
+}
+function describe(e) {
+  return `${e.label} ${e.team} ${clock(e.frame)} (frame ${e.frame}) ` +
+    (e.model ? `${e.confidence.toFixed(2)} ${e.model} ${e.status}` : e.source) + (e.visibility === 'not shown' ? ' · not shown' : '');
 }
 markersEl.addEventListener('click', (ev) => {
-  const m = ev.target.closest('.bs-marker');
-  if (m) { ev.stopPropagation(); select(m.dataset.id, true); }
+  const id = eventAt(ev);
+  if (id) { ev.stopPropagation(); select(id, true); }
 });
 markersEl.addEventListener('mouseover', (ev) => {  // the tooltip is written when pointed at, not for 4,000 markers
   const m = ev.target.closest('.bs-marker'), e = m && S.events.get(m.dataset.id);
-  if (e && !m.title) m.title = `${e.label} ${e.team} ${clock(e.frame)} (frame ${e.frame}) ` +
-    (e.model ? `${e.confidence.toFixed(2)} ${e.model} ${e.status}` : e.source) + (e.visibility === 'not shown' ? ' · not shown' : '');
+  if (e && !m.title) m.title = describe(e);
+});
+markersEl.addEventListener('mousemove', (ev) => {  // on the canvas: the tooltip of the event pointed at
+  if (!dense.length || drag) return;
+  const e = S.events.get(eventAt(ev));
+  if (e) { markersEl.title = describe(e); markersEl.style.cursor = 'pointer'; }
+  else { markersEl.removeAttribute('title'); markersEl.style.cursor = ''; }
 });
 let drag = null;
 lanesEl.addEventListener('mousedown', (ev) => { drag = { x: ev.clientX, view: S.view.slice(), moved: false }; });
@@ -514,7 +579,7 @@ window.addEventListener('mousemove', (ev) => {
   }
 });
 window.addEventListener('mouseup', (ev) => {
-  if (drag && !drag.moved && !ev.target.closest('.bs-marker') && lanesEl.contains(ev.target)) {
+  if (drag && !drag.moved && !eventAt(ev) && lanesEl.contains(ev.target)) {
     const r = lanesEl.getBoundingClientRect(), [a, b] = S.view;
     video.pause(); seekFrame(a + ((ev.clientX - r.left) / r.width) * (b - a));
   }

@@ -68,10 +68,12 @@ IN_PAGE_EDITS = """async () => {
 }"""
 
 
-def build(root: Path) -> Workspace:
+def build(root: Path, minutes: float = MINUTES, events: int = EVENTS) -> Workspace:
+    """A workspace with one game of ``minutes`` (a small, cheap video), ``events`` labels and
+    ``events`` predictions of the model "v1", at random frames, classes and teams."""
     game = root / "src" / "bench" / "2024" / "full match"
     game.mkdir(parents=True)
-    n = MINUTES * 60 * 25
+    n = int(minutes * 60 * 25)
     with av.open(str(game / "224p.mp4"), "w", options={"movflags": "+faststart"}) as out:
         s = out.add_stream("libx264", rate=25)
         s.width, s.height, s.pix_fmt = 128, 72, "yuv420p"
@@ -85,7 +87,7 @@ def build(root: Path) -> Workspace:
         for p in s.encode():
             out.mux(p)
     rng = np.random.default_rng(0)
-    frames = np.sort(rng.choice(n - 100, EVENTS, replace=False))
+    frames = np.sort(rng.choice(n - 100, events, replace=False))
     anns = [{"gameTime": game_time(int(f)), "label": CLASSES[int(rng.integers(12))], "position": str(int(f) * 40),
              "team": ["home", "away"][int(rng.integers(2))], "visibility": "visible"} for f in frames]
     (game / LABEL_FILE).write_text(json.dumps({"UrlLocal": "bench/2024/full match", "UrlYoutube": "",
@@ -96,7 +98,7 @@ def build(root: Path) -> Workspace:
         gid = store.games()[0]["id"]
         store.register_model("v1")
         store.add_predictions("v1", gid, [(int(f) + 5, CLASSES[int(rng.integers(12))], "home", float(rng.random()))
-                                          for f in rng.choice(n - 100, EVENTS, replace=False)])
+                                          for f in rng.choice(n - 100, events, replace=False)])
     return ws
 
 
@@ -147,9 +149,10 @@ def main() -> None:
             print(f"browser: cold load (fresh page to interactive timeline) {first:.2f} s median, of which "
                   f"Gradio's own start {statistics.median(gradio_start):.2f} s; re-open the game "
                   f"{statistics.median(opens):.2f} s median (in-page {in_page} ms); "
-                  f"{page.locator('.bs-marker').count()} marker elements at full zoom")
+                  f"{page.locator('#markers').get_attribute('data-count')} markers at full zoom, drawn as "
+                  f"{page.locator('#markers').get_attribute('data-mode')}")
             edits, in_page_edits, parts = [], [], []
-            page.locator("#timeline .bs-marker").nth(100).dispatch_event("click")  # markers overlap at full zoom
+            page.locator("#events .bs-row span").nth(10).click()  # an event selected: ArrowRight goes on from it
             for k in range(40):
                 page.keyboard.press("ArrowRight")
                 page.evaluate("() => document.querySelector('#edit-status').dataset.kind = 'waiting'")

@@ -611,3 +611,79 @@ def test_the_models_tab_fits_a_laptop_with_a_bar_and_cancel_per_job(browser, ana
             sleeper.wait()
         context.close()
         store.close()
+
+
+@pytest.fixture(scope="module")
+def crowded_app(tmp_path_factory):
+    """A game with 400 labels and 400 predictions in 3 minutes: more than a screen can show apart."""
+    from bench.ui import build
+
+    ws = build(tmp_path_factory.mktemp("crowded"), minutes=3, events=400)
+    with running_app(ws.root) as url:
+        yield ws, url
+
+
+def test_a_crowded_timeline_is_painted_and_its_markers_still_answer_the_pointer(browser, crowded_app, request):
+    """At full zoom, 800 events are painted on a canvas (no element each); a click on one
+    selects it and seeks to it, hovering names it; an edit repaints; zoomed in, the markers are
+    elements again."""
+    from core.labels import CLASSES
+
+    ws, url = crowded_app
+    context = named_context(browser, viewport={"width": 1440, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        pg.goto(url)
+        wait_ready(pg)
+        markers = pg.locator("#markers")
+        assert markers.get_attribute("data-mode") == "canvas" and markers.get_attribute("data-count") == "800"
+        assert pg.locator("#timeline .bs-marker").count() == 0
+        painted = pg.evaluate("""() => { const c = document.querySelector('#markers-canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }""")
+        assert painted > 800 * 20, painted  # every marker leaves pixels
+
+        with Store.open(ws) as store:
+            game = store.games()[0]
+            frames = game["frame_count"]
+            events = [("l", r) for r in store.labels(game["id"])]
+            events += [("p", r) for r in store.predictions(game["id"], "v1")]
+        box = pg.locator("#lanes").bounding_box()
+        width = pg.evaluate("() => document.querySelector('#lanes').clientWidth")
+
+        def centre(row) -> tuple[float, float]:
+            lane, home = CLASSES.index(row["label"]), row["team"] == "home"
+            return (box["x"] + 1 + row["frame"] / frames * width,  # 1: the lanes' border
+                    box["y"] + 1 + lane * 16 + (-1 if home else 7) + 5)
+
+        def alone(item) -> float:  # how far the nearest other marker is, in pixels
+            x, y = centre(item[1])
+            others = (centre(o[1]) for o in events if o[1] is not item[1])
+            return min(max(abs(x - ox), abs(y - oy)) for ox, oy in others)
+
+        kind, target = max((e for e in events if e[0] == "l"), key=alone)
+        assert alone((kind, target)) > 10
+        x, y = centre(target)
+        pg.mouse.move(x, y)
+        assert target["label"] in (markers.get_attribute("title") or "")
+        pg.mouse.click(x, y)
+        pg.locator(f"#events .bs-row.selected[data-id='l{target['id']}']").wait_for(timeout=5_000)
+        assert current_frame(pg) == target["frame"]
+
+        with saved(pg):
+            pg.keyboard.press("1")  # a PASS at the selected event's frame: painted at once
+        assert markers.get_attribute("data-count") == "801" and markers.get_attribute("data-mode") == "canvas"
+
+        for _ in range(5):
+            pg.keyboard.press("z")
+        assert markers.get_attribute("data-mode") == "elements"
+        assert pg.locator(f"#timeline .bs-marker[data-id='l{target['id']}']").count() == 1
+        assert not errors, errors
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        raise
+    finally:
+        context.close()
