@@ -70,6 +70,25 @@ def named_context(browser, **options):
     return context
 
 
+@contextmanager
+def browsing(browser, request, *, named: bool = True, **options):
+    """A page in a context of its own (``named``: whose reviewer already gave a name): script
+    errors in the page fail the test, and a failure leaves a screenshot in tests/artifacts/."""
+    context = named_context(browser, **options) if named else browser.new_context(**options)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+        assert not errors, errors
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        raise
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def page(browser, app, request):
     context = named_context(browser, viewport={"width": 1400, "height": 1000}, accept_downloads=True)
@@ -232,9 +251,7 @@ def demo_app(tmp_path_factory):
 
 def test_retrain_from_the_ui_shows_progress_and_the_new_version(browser, demo_app, request):
     url, ws = demo_app
-    context = named_context(browser, viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    try:
+    with browsing(browser, request, viewport={"width": 1400, "height": 1000}) as pg:
         pg.goto(url)
         wait_ready(pg)
         pg.get_by_role("tab", name="Models").click()
@@ -283,12 +300,6 @@ def test_retrain_from_the_ui_shows_progress_and_the_new_version(browser, demo_ap
         pg.select_option("#game-select", str(test_game["id"]))
         pg.wait_for_function("() => document.querySelector('#model-version').textContent === 'model v1' && "
                              "document.querySelectorAll('#timeline .bs-marker.prediction').length > 0")
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        raise
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("size", [(1440, 900), (1920, 1080)])
@@ -362,12 +373,8 @@ def test_review_walkthrough_of_the_analysts_features(browser, analyst_app, reque
     from core.labels import CLASSES
 
     url, ws, video_game, side_game = analyst_app
-    store = Store.open(ws)
-    context = browser.new_context(viewport={"width": 1440, "height": 900})  # no reviewer name yet
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
+    with Store.open(ws) as store, browsing(browser, request, named=False,  # no reviewer name yet
+                                           viewport={"width": 1440, "height": 900}) as pg:
         pg.goto(url)
         wait_ready(pg)
         # It opens on the game with the most pending predictions, in that game's team names.
@@ -517,14 +524,6 @@ def test_review_walkthrough_of_the_analysts_features(browser, analyst_app, reque
         help_text = pg.locator("#help").inner_text()
         assert "Shift+F" in help_text and "not shown" in help_text and "MM:SS" in help_text
         pg.keyboard.press("Escape")
-        assert not errors, errors
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        raise
-    finally:
-        context.close()
-        store.close()
 
 
 def test_the_models_tab_fits_a_laptop_with_a_bar_and_cancel_per_job(browser, analyst_app, request):
@@ -540,77 +539,69 @@ def test_the_models_tab_fits_a_laptop_with_a_bar_and_cancel_per_job(browser, ana
     from core.metrics import VALID_MAP
 
     url, ws, *_ = analyst_app
-    store = Store.open(ws)
-    context = named_context(browser, viewport={"width": 1440, "height": 900})
-    pg = context.new_page()
     sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)  # stands in for a job's process
     try:
-        pg.goto(url)
-        wait_ready(pg)
-        pg.get_by_role("tab", name="Models").click()
-        pg.locator("#job-plot").get_by_text("no run yet").wait_for()
-        assert "No jobs yet" in pg.locator("#jobs").inner_text()
+        with Store.open(ws) as store, browsing(browser, request, viewport={"width": 1440, "height": 900}) as pg:
+            pg.goto(url)
+            wait_ready(pg)
+            pg.get_by_role("tab", name="Models").click()
+            pg.locator("#job-plot").get_by_text("no run yet").wait_for()
+            assert "No jobs yet" in pg.locator("#jobs").inner_text()
 
-        with store.transaction():  # never seen queued: the app's timer would start it
-            running = store.create_job("retrain", {})
-            started = (datetime.now(timezone.utc) - timedelta(seconds=60)).isoformat()
-            store.transition_job(running["id"], ["queued"], status="running", pid=sleeper.pid, started=started,
-                                 progress=0.3, message="epoch 3/20 step 5/10 loss 0.5000")
-            queued = store.create_job("infer", {"version": "v1"})
-        row = pg.locator(f"#jobs .bs-job[data-id='{running['id']}']")
-        row.wait_for()
-        assert row.locator(".bs-job-phase").inner_text() == "training · epoch 3/20"
-        assert "started" in row.locator(".bs-job-when").inner_text()
-        assert "about 2 min left" in row.locator(".bs-job-when").inner_text()
-        assert row.locator(".bs-job-fill").evaluate("e => e.style.width") == "30%"
-        assert pg.locator(f"#jobs .bs-job[data-id='{queued['id']}'] .bs-job-phase").inner_text() == "queued"
+            with store.transaction():  # never seen queued: the app's timer would start it
+                running = store.create_job("retrain", {})
+                started = (datetime.now(timezone.utc) - timedelta(seconds=60)).isoformat()
+                store.transition_job(running["id"], ["queued"], status="running", pid=sleeper.pid, started=started,
+                                     progress=0.3, message="epoch 3/20 step 5/10 loss 0.5000")
+                queued = store.create_job("infer", {"version": "v1"})
+            row = pg.locator(f"#jobs .bs-job[data-id='{running['id']}']")
+            row.wait_for()
+            assert row.locator(".bs-job-phase").inner_text() == "training · epoch 3/20"
+            assert "started" in row.locator(".bs-job-when").inner_text()
+            assert "about 2 min left" in row.locator(".bs-job-when").inner_text()
+            assert row.locator(".bs-job-fill").evaluate("e => e.style.width") == "30%"
+            assert pg.locator(f"#jobs .bs-job[data-id='{queued['id']}'] .bs-job-phase").inner_text() == "queued"
 
-        assert pg.evaluate("document.documentElement.scrollWidth") <= 1440
-        for name in ("#retrain", "#infer", "#jobs", "#job-log", "#job-plot", "#retrain-button", "#infer-button"):
-            box = pg.locator(name).bounding_box()
-            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 1440 and box["y"] + box["height"] <= 900, \
-                (name, box)
+            assert pg.evaluate("document.documentElement.scrollWidth") <= 1440
+            for name in ("#retrain", "#infer", "#jobs", "#job-log", "#job-plot", "#retrain-button", "#infer-button"):
+                box = pg.locator(name).bounding_box()
+                assert box and box["x"] >= 0 and box["x"] + box["width"] <= 1440 and box["y"] + box["height"] <= 900, \
+                    (name, box)
 
-        # Cancel from the rows: the queued job first (else it would start), then the running one.
-        pg.locator(f"#jobs .bs-job[data-id='{queued['id']}'] .bs-job-cancel").click()
-        pg.wait_for_function(f"() => document.querySelector(\"#jobs .bs-job[data-id='{queued['id']}']\")"
-                             ".dataset.status === 'cancelled'", timeout=15_000)
-        row.locator(".bs-job-cancel").click()
-        pg.wait_for_function(f"() => document.querySelector(\"#jobs .bs-job[data-id='{running['id']}']\")"
-                             ".dataset.status === 'cancelled'", timeout=30_000)
-        assert store.job(running["id"])["status"] == "cancelled" and sleeper.wait(timeout=15) is not None
-        assert "cancelled" in pg.locator("#job-submitted").inner_text()
+            # Cancel from the rows: the queued job first (else it would start), then the running one.
+            pg.locator(f"#jobs .bs-job[data-id='{queued['id']}'] .bs-job-cancel").click()
+            pg.wait_for_function(f"() => document.querySelector(\"#jobs .bs-job[data-id='{queued['id']}']\")"
+                                 ".dataset.status === 'cancelled'", timeout=15_000)
+            row.locator(".bs-job-cancel").click()
+            pg.wait_for_function(f"() => document.querySelector(\"#jobs .bs-job[data-id='{running['id']}']\")"
+                                 ".dataset.status === 'cancelled'", timeout=30_000)
+            assert store.job(running["id"])["status"] == "cancelled" and sleeper.wait(timeout=15) is not None
+            assert "cancelled" in pg.locator("#job-submitted").inner_text()
 
-        # Versions: the per-class table shows every class and the mean, nothing hidden.
-        per_class = {c: round(0.0137 * (i + 1), 6) for i, c in enumerate(CLASSES)}
-        store.register_model("v2", parent="v1", metrics={VALID_MAP: 0.123456, "per_class": per_class,
-                                                         "reviewed_labels": 40})
-        pg.get_by_role("tab", name="Versions").click()
-        pg.wait_for_function("() => document.querySelector('#models').innerText.includes('v2')", timeout=10_000)
-        pg.locator("#version-pick input").click()
-        pg.get_by_role("option", name="v2", exact=True).click()
-        pg.wait_for_function("() => document.querySelector('#compare').innerText.includes('GOAL')")
-        rows = pg.evaluate("""() => [...document.querySelectorAll('#compare [data-testid^="cell-"]')]
-            .filter((c) => /^cell-\\d+-0$/.test(c.dataset.testid))
-            .map((c) => [c.innerText.trim(), c.getBoundingClientRect().bottom])""")
-        assert len(rows) == 13 and all(bottom <= 900 for _, bottom in rows), rows
-        assert [name for name, _ in rows][1:] == list(CLASSES)
-        hidden = pg.evaluate("""() => [...document.querySelectorAll('#compare *')].filter((e) => e.clientHeight > 0
-            && e.scrollHeight > e.clientHeight + 1 && getComputedStyle(e).overflowY !== 'visible').length""")
-        assert hidden == 0  # nothing to scroll to: no class is hidden
-        shown = pg.locator("#models").inner_text() + pg.locator("#compare").inner_text()
-        assert "0.123" in shown and not re.search(r"\d\.\d{4,}", shown), shown
-        assert pg.evaluate("document.documentElement.scrollWidth") <= 1440
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        raise
+            # Versions: the per-class table shows every class and the mean, nothing hidden.
+            per_class = {c: round(0.0137 * (i + 1), 6) for i, c in enumerate(CLASSES)}
+            store.register_model("v2", parent="v1", metrics={VALID_MAP: 0.123456, "per_class": per_class,
+                                                             "reviewed_labels": 40})
+            pg.get_by_role("tab", name="Versions").click()
+            pg.wait_for_function("() => document.querySelector('#models').innerText.includes('v2')", timeout=10_000)
+            pg.locator("#version-pick input").click()
+            pg.get_by_role("option", name="v2", exact=True).click()
+            pg.wait_for_function("() => document.querySelector('#compare').innerText.includes('GOAL')")
+            rows = pg.evaluate("""() => [...document.querySelectorAll('#compare [data-testid^="cell-"]')]
+                .filter((c) => /^cell-\\d+-0$/.test(c.dataset.testid))
+                .map((c) => [c.innerText.trim(), c.getBoundingClientRect().bottom])""")
+            assert len(rows) == 13 and all(bottom <= 900 for _, bottom in rows), rows
+            assert [name for name, _ in rows][1:] == list(CLASSES)
+            hidden = pg.evaluate("""() => [...document.querySelectorAll('#compare *')].filter((e) => e.clientHeight > 0
+                && e.scrollHeight > e.clientHeight + 1 && getComputedStyle(e).overflowY !== 'visible').length""")
+            assert hidden == 0  # nothing to scroll to: no class is hidden
+            shown = pg.locator("#models").inner_text() + pg.locator("#compare").inner_text()
+            assert "0.123" in shown and not re.search(r"\d\.\d{4,}", shown), shown
+            assert pg.evaluate("document.documentElement.scrollWidth") <= 1440
     finally:
         if sleeper.poll() is None:
             sleeper.send_signal(signal.SIGKILL)
             sleeper.wait()
-        context.close()
-        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -630,11 +621,7 @@ def test_a_crowded_timeline_is_painted_and_its_markers_still_answer_the_pointer(
     from core.labels import CLASSES
 
     ws, url = crowded_app
-    context = named_context(browser, viewport={"width": 1440, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
+    with browsing(browser, request, viewport={"width": 1440, "height": 900}) as pg:
         pg.goto(url)
         wait_ready(pg)
         markers = pg.locator("#markers")
@@ -680,10 +667,3 @@ def test_a_crowded_timeline_is_painted_and_its_markers_still_answer_the_pointer(
             pg.keyboard.press("z")
         assert markers.get_attribute("data-mode") == "elements"
         assert pg.locator(f"#timeline .bs-marker[data-id='l{target['id']}']").count() == 1
-        assert not errors, errors
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        raise
-    finally:
-        context.close()
