@@ -23,6 +23,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_until_up(proc: subprocess.Popen, url: str, log) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "gradio_api/info", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (401 with --auth): it is up
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(Path(log.name).read_text())
+            time.sleep(0.5)
+    raise RuntimeError("the app did not start in 120 s")
+
+
 @contextmanager
 def running_app(workspace: Path, *extra: str):
     """``launch.py`` serving ``workspace`` (no demo build) in a child process; yields its URL."""
@@ -31,20 +46,13 @@ def running_app(workspace: Path, *extra: str):
     proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--workspace", str(workspace), "--port",
                              str(port), "--no-demo", *extra], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "gradio_api/info", timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break  # it answers (401 with --auth): it is up
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(Path(log.name).read_text())
-            time.sleep(0.5)
-    else:
+    try:
+        _wait_until_up(proc, url, log)
+    except BaseException:  # never leave the app running behind a failed start (or Ctrl+C)
         proc.kill()
-        raise RuntimeError("the app did not start in 120 s")
+        proc.wait(timeout=30)
+        log.close()
+        raise
     try:
         yield url
     finally:

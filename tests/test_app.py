@@ -93,3 +93,28 @@ def test_export_of_one_game_as_its_json_file(tmp_path):
     assert path.endswith("Labels-ball.json") and "Exported" in message
     doc = json.loads(open(path).read())
     assert doc["UrlLocal"] == "l/s/g" and [a["label"] for a in doc["annotations"]] == ["PASS", "GOAL"]
+
+
+def test_a_start_interrupted_before_the_app_answers_leaves_no_app_running(tmp_path, monkeypatch):
+    """Benches and tests start the app in a child process; Ctrl+C (or any failure) while it is
+    still starting must not leave it serving the workspace in the background."""
+    import subprocess
+
+    import bench.serve
+
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupted(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.serve.subprocess, "Popen", popen)
+    monkeypatch.setattr(bench.serve, "_wait_until_up", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with running_app(tmp_path / "W"):
+            pass
+    assert len(started) == 1 and started[0].poll() is not None
