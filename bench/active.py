@@ -4,14 +4,16 @@
 The set-up. Synthetic games at 320x180 (ball drawn 3x). Round 0 is one model for every seed,
 the scarce labels: cpu_small (its synthetic pretraining, then training) on a few fully labelled
 minutes (``base_games`` x ``base_minutes``), as the analyst's model trained on the labelled games
-they have. Per seed, a workspace holds a short labelled game (the train split a retrain needs), a
-pool game whose labels are hidden and play the analyst, and, shared by all seeds, a held-out game:
-the validation split, and, imported a second time without labels, "a new game" for the analyst
-time figures. From round 0 each strategy runs ``rounds`` rounds: review ``budget`` items of the
-pool, retrain (the product's retrain: fine-tune from the active version with its short schedule,
-``core.jobs.FINE_TUNE``, on the labelled game and every review decision), re-infer the pool,
-activate it (decisions carried over). Seeds vary the pool and labelled games, every training's
-seed and the random picks.
+they have (the encoder's pretraining, from the sidecars only, on each seed's ``start_minutes``
+game). Per seed, a workspace holds those labelled games (the train split: a retrain learns from
+them again, as it does in the app), a pool game whose labels are hidden and play the analyst,
+and, shared by all seeds, a held-out game: the validation split, and, imported a second time
+without labels, "a new game" for the analyst time figures. From round 0 each strategy runs
+``rounds`` rounds: review ``budget`` items of the pool, retrain (the product's retrain: fine-tune
+from the active version with its schedule, ``core.jobs.FINE_TUNE``, here ``round_epochs`` x
+``round_samples`` clips, on the labelled games and every review decision), re-infer the pool,
+activate it (decisions carried over). Seeds vary the pool game, every training's seed and the
+random picks.
 
 The analyst is an oracle with the truth and ``core.effort``'s judge: a prediction is accepted
 (moved and team-fixed as needed) when a true event of its class is within 12 frames, relabelled
@@ -36,25 +38,37 @@ a new 10-minute game fully and correctly (``core.effort``, scaled from the held-
 Goal: the queue reaches random's final mAP@1 with at most 60 % of random's reviews (mean over
 seeds, the saving larger than two standard errors), and (b) or (c) at most half of (a).
 
-Sizes of the full run (defaults) and why: round 0 on 2 x 4 labelled minutes (trained once: a
-model from 1.5 minutes scored 0.06 and only got worse, nothing to learn from); 5 seeds x 4
+Sizes of the full run (defaults) and why: round 0 on 2 x 4 labelled minutes, trained once (a
+model from 1.5 minutes scored 0.06 and only got worse; fine-tuning without round 0's games in the
+workspace forgot them, 0.32 to 0.30 in three rounds whatever was reviewed); 5 seeds x 4
 strategies (``queue-plain`` is added to a finished run with ``--resume --strategies queue-plain``)
-x 4 rounds of 15 items; a 1.5-minute labelled game, a 3-minute pool and a 3-minute held-out game
-in each workspace, inference without the flip (TTA), and the retrain's fine-tune schedule (3
-epochs of 400 clips): a round costs about a minute of CPU per strategy, where one full-length
-cpu_small training takes 11; the whole run about 80 minutes on 2 idle cores (the README has the
-time it took here). ``--quick``: one seed, two rounds of 6 items on 15-second games with
-``tiny.yaml``: the machinery, checked in CI.
+x 4 rounds of 15 items; a 3-minute pool and a 3-minute held-out game; inference without the flip
+(TTA); 2 epochs of 300 clips a round (``--round-epochs``, ``--round-samples``): a round costs
+about a minute of CPU per strategy (mostly the ball's track of every training frame, which a
+retrain computes again, and inference of the pool and the held-out game), where one full-length
+cpu_small training takes 11. The README has the time the run took here.
+``--quick``: one seed, two rounds of 6 items on 15-second games with ``tiny.yaml``: the
+machinery, checked in CI.
 Every result is written as it comes (``--out``/active.json), and a rerun with ``--resume`` skips
-the (seed, strategy) runs already there.
+the (seed, strategy) runs already there. Two cores run it as two shares of one thread each
+(``--only``, a seed's scratch in the share with its queue), merged at the end (``--merge``).
+
+Repeatability: a seed fixes a run on one machine with the same ``--threads`` (default 2; float
+sums split over another number of threads add up in another order, and the weights differ).
+The games are rendered fast (not ``SynthConfig.exact``), which is not byte-repeatable: the JSON
+keeps each video's digest, so a run elsewhere can tell whether it trained on the same games.
 
     python bench/active.py [--seeds 5] [--rounds 4] [--budget 15] [--strategies queue,random,...] [--resume]
     python bench/active.py --quick
+    taskset -c 0 python bench/active.py --threads 1 --only 0,1,4:queue+scratch --out /tmp/a &
+    taskset -c 1 python bench/active.py --threads 1 --only 2,3,4:random+confidence --out /tmp/b; wait
+    python bench/active.py --merge /tmp/a/active.json,/tmp/b/active.json
     python bench/active.py --wait [--demo DIR]     # Retrain -> new predictions on the game under review
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -108,9 +122,10 @@ class Plan:
     round0_epochs: int = 6
     round0_samples: int = 1000
     round0_track_steps: int = 3000
-    #: None: the retrain's own fine-tune schedule (core.jobs.FINE_TUNE); a number overrides it.
-    round_epochs: int | None = None
-    round_samples: int | None = None
+    #: Each round's fine-tune: the retrain's schedule (core.jobs.FINE_TUNE: its rate and average,
+    #: the track's branch kept), shortened to these epochs and clips per epoch.
+    round_epochs: int = 2
+    round_samples: int = 300
     size: tuple[int, int] = (320, 180)
     quick: bool = False
 
@@ -176,6 +191,17 @@ def games(plan: Plan, data: Path) -> dict:
     return {"heldout": heldout, "new": new, "base": base, "seeds": seeds}
 
 
+def video_digests(found: dict) -> dict:
+    """SHA-256 of every game's video: the games are rendered fast (x264's assembly on, not
+    ``exact``), which is not byte-repeatable, so a run elsewhere compares its games here."""
+    import hashlib
+
+    folders = {"heldout": found["heldout"], **{f"base-{k}": f for k, f in enumerate(found["base"])},
+               **{f"pool-{s}": v["pool"] for s, v in found["seeds"].items()}}
+    return {name: hashlib.sha256(next(Path(f).glob("*.mp4")).read_bytes()).hexdigest()[:16]
+            for name, f in folders.items()}
+
+
 def config_file(plan: Plan, data: Path, name: str, encoder: str | None, **changes) -> str:
     """The plan's config with ``changes``: the shared pretrained encoder, no pretraining again."""
     cfg = yaml.safe_load(Path(plan.config).read_text())
@@ -185,7 +211,9 @@ def config_file(plan: Plan, data: Path, name: str, encoder: str | None, **change
         cfg["model"]["pretrained"] = encoder
     path = data / "configs" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")  # two shares (--only) may write it at once
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    tmp.replace(path)
     return str(path)
 
 
@@ -382,8 +410,7 @@ def train_round(store: Store, ws: Workspace, plan: Plan, config: str, previous: 
     activated with the decisions carried (what ``versions.activate`` does for a worse one too:
     the analyst goes on with the newest model). Returns (version, validation mAP@1)."""
     pool = [g["url_local"] for g in store.games() if g["split"] == "test" and g["url_local"] != NEW_GAME]
-    done = retrain(store, ws, RetrainParams(config=config, epochs=plan.round_epochs, infer_games=[],
-                                            auto_activate=False), quiet)
+    done = retrain(store, ws, RetrainParams(config=config, infer_games=[], auto_activate=False), quiet)
     version = done["version"]
     if infer:
         reinfer(store, ws, InferParams(version=version, games=pool, tta=False, carry_from=previous, activate=True),
@@ -394,39 +421,50 @@ def train_round(store: Store, ws: Workspace, plan: Plan, config: str, previous: 
     return version, store.model(version)["metrics"][VALID_MAP]
 
 
+def round0(found: dict, base: Workspace, folder: Path, meta: Path, base_folder: Path, pool: Path,
+           new_truth: list[dict], log, seed: int) -> None:
+    """A seed's round-0 workspace: the labelled games, the pool, the held-out game twice, round
+    0's model with its predictions on the pool and its new-game minutes (``meta``)."""
+    shutil.rmtree(base.root, ignore_errors=True)
+    base.ensure()
+    (base.root / "cache").symlink_to(folder / "cache")
+    t0 = time.perf_counter()
+    with Store.open(base) as store:
+        for labelled in found["base"]:  # what round 0 learnt from: a retrain learns from it again
+            import_source(store, labelled, workspace=base, split="train")
+        import_source(store, pool, workspace=base, split="test")
+        import_source(store, found["heldout"], workspace=base, split="valid")
+        import_source(store, found["new"], workspace=base, split="test")
+        pool_name = json.loads((pool / LABEL_FILE).read_text())["UrlLocal"]
+        # Round 0's model, as a model trained elsewhere is brought in: its folder, its metrics
+        # (validated on this same held-out game).
+        shutil.copytree(base_folder, base.models_dir / "round0")
+        v0 = resolve_model(store, str(base.models_dir / "round0"))[0]
+        store.set_model_metrics(v0, json.loads((base_folder / "metrics.json").read_text()))
+        reinfer(store, base, InferParams(version=v0, games=[pool_name], tta=False), quiet)
+        effort = new_game_minutes(store, base, v0, new_truth)
+        info = {"version": v0, "map": store.model(v0)["metrics"][VALID_MAP], "pool": pool_name,
+                "effort": effort, "seconds": time.perf_counter() - t0}
+    meta.write_text(json.dumps(info))
+    log(f"seed {seed} round 0: {v0} valid mAP@1 {info['map']:.4f} ({info['seconds']:.0f} s)")
+
+
 def run_seed(plan: Plan, data: Path, found: dict, encoder: str | None, base_folder: Path, seed: int,
              strategies: list[str], results: dict, save, log, advance=lambda: None) -> None:
     folder = data / f"seed-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cache").mkdir(exist_ok=True)
-    start, pool = found["seeds"][seed]["start"], found["seeds"][seed]["pool"]
+    pool = found["seeds"][seed]["pool"]
     truth, new_truth = truth_of(pool), truth_of(found["new"])
+    # The retrain applies FINE_TUNE to this config: at most its schedule, so these shorten it.
     rounds_cfg = config_file(plan, data, f"rounds-{seed}", encoder, seed=seed, valid_every=1000,
-                             **({"samples_per_epoch": plan.round_samples} if plan.round_samples else {}))
+                             epochs=plan.round_epochs, samples_per_epoch=plan.round_samples)
     base = Workspace.at(folder / "ws-round0")
     meta = folder / "round0.json"
-    if not meta.is_file() or not base.db_path.is_file():
-        shutil.rmtree(base.root, ignore_errors=True)
-        base.ensure()
-        (base.root / "cache").symlink_to(folder / "cache")
-        t0 = time.perf_counter()
-        with Store.open(base) as store:
-            import_source(store, start, workspace=base, split="train")
-            import_source(store, pool, workspace=base, split="test")
-            import_source(store, found["heldout"], workspace=base, split="valid")
-            import_source(store, found["new"], workspace=base, split="test")
-            pool_name = json.loads((pool / LABEL_FILE).read_text())["UrlLocal"]
-            # Round 0's model, as a model trained elsewhere is brought in: its folder, its metrics
-            # (validated on this same held-out game).
-            shutil.copytree(base_folder, base.models_dir / "round0")
-            v0 = resolve_model(store, str(base.models_dir / "round0"))[0]
-            store.set_model_metrics(v0, json.loads((base_folder / "metrics.json").read_text()))
-            reinfer(store, base, InferParams(version=v0, games=[pool_name], tta=False), quiet)
-            effort = new_game_minutes(store, base, v0, new_truth)
-            info = {"version": v0, "map": store.model(v0)["metrics"][VALID_MAP], "pool": pool_name,
-                    "effort": effort, "seconds": time.perf_counter() - t0}
-        meta.write_text(json.dumps(info))
-        log(f"seed {seed} round 0: {v0} valid mAP@1 {info['map']:.4f} ({info['seconds']:.0f} s)")
+    with open(folder / ".round0.lock", "w") as lock:  # two shares (--only) of one seed: one builds it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not meta.is_file() or not base.db_path.is_file():
+            round0(found, base, folder, meta, base_folder, pool, new_truth, log, seed)
     info = json.loads(meta.read_text())
     per_seed = results["runs"].setdefault(str(seed), {})
     for strategy in strategies:
@@ -669,6 +707,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, help="reviews a round")
     parser.add_argument("--strategies", help=f"comma-separated, of {', '.join(STRATEGIES)}")
     parser.add_argument("--config", help="training config (default cpu_small; --quick: tiny)")
+    parser.add_argument("--round-epochs", type=int, help="each round's fine-tune: epochs (default 2)")
+    parser.add_argument("--round-samples", type=int, help="each round's fine-tune: clips per epoch (default 300)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads, the same on every machine: float sums split over another number "
+                             "of threads add up in another order, and a seeded run repeats only with the same")
+    parser.add_argument("--only", help="a share of the run, for two processes on two cores: seeds, each with "
+                                       "its strategies if not all, e.g. 0,1,4:queue+scratch (a seed's scratch "
+                                       "needs its queue in the same share)")
+    parser.add_argument("--merge", help="comma-separated JSON files of shares (--only) to merge into --out")
     parser.add_argument("--quick", action="store_true", help="one seed, two short rounds, tiny games: CI-sized")
     parser.add_argument("--resume", action="store_true", help="keep the (seed, strategy) runs already in the JSON")
     parser.add_argument("--wait", action="store_true", help="measure Retrain -> new predictions on the demo's games")
@@ -685,9 +732,11 @@ def main(argv: list[str] | None = None) -> int:
         (Path(args.out) / "retrain_wait.json").write_text(json.dumps(out, indent=2))
         return 0
     plan = quick_plan() if args.quick else Plan()
-    for name in ("seeds", "rounds", "budget", "config"):
+    for name in ("seeds", "rounds", "budget", "config", "round_epochs", "round_samples"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
+    import torch
+    torch.set_num_threads(args.threads)
     if args.strategies:
         unknown = set(args.strategies.split(",")) - set(STRATEGIES)
         if unknown:
@@ -696,9 +745,33 @@ def main(argv: list[str] | None = None) -> int:
     data, out = Path(args.data), Path(args.out)
     name = "active-quick" if plan.quick else "active"
     result_path = out / f"{name}.json"
-    results = {"plan": {k: v for k, v in vars(plan).items()}, "effort": EFFORT.as_dict(), "runs": {}}
+    results = {"plan": {k: v for k, v in vars(plan).items()}, "effort": EFFORT.as_dict(), "runs": {},
+               "threads": args.threads}
     if args.resume and result_path.is_file():
-        results["runs"] = json.loads(result_path.read_text()).get("runs", {})
+        before = json.loads(result_path.read_text())
+        results["runs"] = before.get("runs", {})
+        results["learning_curve"] = before.get("learning_curve", {})
+        if before.get("shares"):
+            results["shares"] = before["shares"]
+    if args.merge:
+        results["shares"] = []
+        for part in args.merge.split(","):
+            share = json.loads(Path(part).read_text())
+            for seed, runs in share.get("runs", {}).items():
+                results["runs"].setdefault(seed, {}).update(runs)
+            results.setdefault("learning_curve", {}).update(share.get("learning_curve", {}))
+            results["shares"].append({"file": part, "only": share.get("only"), "wall_s": share.get("wall_s"),
+                                      "threads": share.get("threads")})
+    selection = {s: plan.strategies for s in range(plan.seeds)}
+    if args.only:
+        selection = {}
+        for item in args.only.split(","):
+            seed, _, names = item.partition(":")
+            chosen = tuple(names.split("+")) if names else plan.strategies
+            if set(chosen) - set(STRATEGIES) or not 0 <= int(seed) < plan.seeds:
+                parser.error(f"--only {item}: a seed below {plan.seeds}, strategies of {', '.join(STRATEGIES)}")
+            selection[int(seed)] = tuple(s for s in STRATEGIES if s in chosen)
+        results["only"] = args.only
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
@@ -709,13 +782,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    found = games(plan, data)
-    log(f"games ready ({time.perf_counter() - t0:.0f} s)")
-    encoder = pretrained(plan, data, found, log)
-    base_folder = base_model(plan, data, found, encoder, log)
-    order = [s for s in plan.strategies if s == "queue"] + [s for s in plan.strategies if s != "queue"]
-    with tqdm(total=plan.seeds * len(order), desc="seeds x strategies", file=sys.stderr) as bar:
-        for seed in range(plan.seeds):
+    data.mkdir(parents=True, exist_ok=True)
+    with open(data / ".prepare.lock", "w") as lock:  # shares (--only) started together: one prepares
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = games(plan, data)
+        results["videos"] = video_digests(found)
+        log(f"games ready ({time.perf_counter() - t0:.0f} s)")
+        encoder = pretrained(plan, data, found, log)
+        base_folder = base_model(plan, data, found, encoder, log)
+    with tqdm(total=sum(map(len, selection.values())), desc="seeds x strategies", file=sys.stderr) as bar:
+        for seed, chosen in selection.items():
+            order = [s for s in chosen if s == "queue"] + [s for s in chosen if s != "queue"]
             run_seed(plan, data, found, encoder, base_folder, seed, order, results, save, log, lambda: bar.update(1))
     save()
     summary = results["summary"]

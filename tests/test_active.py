@@ -258,13 +258,15 @@ def test_a_seeded_cpu_run_repeats_its_weights(loop_ws, tmp_path):
     from core.training import TrainConfig, train
 
     config = _tiny(tmp_path, epochs=1, samples_per_epoch=32, workers=1, pretrain={"steps": 0})
-    digests = []
+    digests, scores = [], []
     with Store.open(loop_ws) as store:
         for k, seed in enumerate((3, 3, 4)):
             row = train(TrainConfig.load(config, seed=seed), store, loop_ws, out=tmp_path / f"run{k}",
                         version=f"seeded-{k}")
             digests.append(hashlib.sha256((Path(row["path"]) / "model.safetensors").read_bytes()).hexdigest())
+            scores.append(json.loads((Path(row["path"]) / "metrics.json").read_text())["valid_map@1"])
     assert digests[0] == digests[1] and digests[2] != digests[0]
+    assert scores[0] == scores[1] is not None  # the figure a person compares: the same, to the last digit
 
 
 def test_the_active_learning_bench_runs_quick(tmp_path):
