@@ -303,6 +303,29 @@ class _Clock:
         setattr(self.stats, name, getattr(self.stats, name) + time.perf_counter() - t)
 
 
+class _Rows:
+    """Per-frame rows written in place into one array for the whole stream, allocated at the
+    announced length (doubled if the stream is longer). Kept as thousands of small arrays, a
+    full match's scores would sit between the batches' large short-lived tensors in the
+    allocator's heap, and the process's memory would grow with the video's length."""
+
+    def __init__(self, width: int, capacity: int):
+        self.data = np.empty((max(capacity, 1), width), np.float32)
+        self.n = 0
+
+    def add(self, rows: torch.Tensor) -> None:
+        k = len(rows)
+        if self.n + k > len(self.data):
+            grown = np.empty((max(2 * len(self.data), self.n + k), self.data.shape[1]), np.float32)
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+        self.data[self.n:self.n + k] = rows.float().cpu().numpy()
+        self.n += k
+
+    def array(self) -> np.ndarray:
+        return self.data[:self.n]
+
+
 def frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], config: InferConfig | None = None,
                  total: int = 0, progress: Progress | None = None) -> GameScores:
     """Scores for every frame of a stream, with cached stack features. ``total``: the stream's
@@ -334,7 +357,9 @@ def _frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], cfg: Inf
     # frames lo .. hi - 1: every stack a window of this batch or a later one may need, once.
     feats = points = None
     lo = hi = 0
-    scores, teams, gaps = [], [], []
+    capacity = max(total, cfg.batch)
+    scores, teams = _Rows(mc.num_classes, capacity), _Rows(mc.num_classes, capacity)
+    gaps = _Rows(mc.num_classes, capacity) if cfg.tta else None
     t, last_report = 0, time.perf_counter()
     while True:
         # Read ahead far enough for every window of the batch (or to the end of the video).
@@ -385,10 +410,10 @@ def _frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], cfg: Inf
                      if tracked else None)
             logits, team = parts.head(stacked, track, views * cfg.batch)
             p, q, gap = _combine(model, logits, team, b, cfg.tta)
-            scores.append(p.cpu().numpy())
-            teams.append(q.cpu().numpy())
-            if gap is not None:
-                gaps.append(gap.cpu().numpy())
+            scores.add(p)
+            teams.add(q)
+            if gaps is not None:
+                gaps.add(gap)
         t = int(windows[-1]) + 1
         # Frames before the first stack still to compute are never read again.
         buf.forget_before(min(hi, buf.read - 1))
@@ -400,9 +425,7 @@ def _frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], cfg: Inf
         stats.frames += t
         stats.total_s += time.perf_counter() - started
         stats.compiled = stats.compiled or parts.compiled
-    empty = np.zeros((0, mc.num_classes), np.float32)
-    return GameScores(np.concatenate(scores) if scores else empty, np.concatenate(teams) if teams else empty,
-                      np.concatenate(gaps) if gaps else None)
+    return GameScores(scores.array(), teams.array(), gaps.array() if gaps is not None else None)
 
 
 @torch.inference_mode()
