@@ -1,6 +1,7 @@
 """Training mechanics: targets, hard negatives, interruption and resume, two DDP ranks."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT
@@ -19,7 +21,8 @@ from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
 from core.labels import CLASSES
 from core.training import TrainConfig, load_games, train
-from core.training.clips import sample_epoch, targets
+from core.training.clips import ClipDataset, sample_epoch, targets
+from core.training.loss import focal_loss
 from core.workspace import Workspace
 
 TINY = ROOT / "core" / "configs" / "tiny.yaml"
@@ -69,13 +72,48 @@ def test_a_game_marked_fully_reviewed_trains_as_completely_labelled(tmp_path):
         assert load_games(store, workspace, ["train"], config, reviewed=False) == []
 
 
+def test_a_partly_reviewed_game_trains_only_the_classes_its_reviews_decided(tmp_path):
+    """An accepted PASS says nothing of the DRIVE just after it, a rejected SHOT nothing of the
+    PASS beside it: in a partly reviewed game a window's loss counts only the classes a review
+    decided within it, so an event nobody has labelled yet is not taught as absent. In a fully
+    labelled game every class counts."""
+    generate_game(tmp_path / "src", SynthConfig(minutes=0.1, seed=34, render=RenderOptions(160, 90), exact=False))
+    workspace = Workspace.at(tmp_path / "ws").ensure()
+    config = TrainConfig.load(TINY)
+    pass_, drive, shot = (CLASSES.index(c) for c in ("PASS", "DRIVE", "SHOT"))
+    with Store.open(workspace) as store:
+        import_source(store, tmp_path / "src", workspace=workspace, split="test")
+        game = store.games()[0]
+        store.add_label(game["id"], 20, "PASS", "home", author="ana")
+        store.register_model("v0")
+        store.add_predictions("v0", game["id"], [(90, "SHOT", "away", 0.6)])
+        store.reject(store.predictions(game["id"], "v0")[0]["id"], reviewer="ana")
+        [partial] = load_games(store, workspace, ["train"], config, reviewed=True)
+    assert partial.partial
+    y, _, _, near_pass = targets(partial, 24, 7)
+    assert y[pass_] == 1 and near_pass[pass_] == 1 and near_pass.sum() == 1  # DRIVE, SHOT...: not decided here
+    y, _, _, known = targets(partial, 91, 7)
+    assert not y.any() and known[shot] == 1 and known.sum() == 1
+    _, _, _, known = targets(partial, 60, 7)  # nothing decided near: nothing trained
+    assert not known.any()
+    # What training reads: the clip carries the mask (its +-1 frame shake stays near the PASS),
+    # and the loss gives an undecided class no gradient.
+    clip = ClipDataset([partial], [(0, 24, "event")], config, seed=0)[0]
+    assert clip[5].tolist() == near_pass.tolist()
+    logits = torch.zeros(1, len(CLASSES), requires_grad=True)
+    focal_loss(logits, clip[1][None], config.focal_gamma, clip[5][None]).backward()
+    assert logits.grad[0, pass_] != 0 and logits.grad[0, drive] == 0
+    full = dataclasses.replace(partial, partial=False)
+    assert targets(full, 60, 7)[3].all()
+
+
 def test_targets_cover_seven_frames_each_side(ws):
     with Store.open(ws) as store:
         game = load_games(store, ws, ["train"], TrainConfig.load(TINY))[0]
     frame, cls, side = (int(v) for v in game.events[0])
-    y, team, mask = targets(game, frame + 7, 7)
-    assert y[cls] == 1 and mask[cls] == 1 and team[cls] == float(side == 0)
-    y, _, mask = targets(game, frame + 8, 7)
+    y, team, mask, known = targets(game, frame + 7, 7)
+    assert y[cls] == 1 and mask[cls] == 1 and team[cls] == float(side == 0) and known.all()
+    y, _, mask, _ = targets(game, frame + 8, 7)
     others = game.events[np.abs(game.events[:, 0] - (frame + 8)) <= 7]
     assert y[cls] == float(cls in others[:, 1])
 
@@ -91,7 +129,7 @@ def test_rejected_predictions_are_sampled_as_hard_negatives(ws):
                 store.reject(p["id"], reviewer="ana")
         config = TrainConfig.load(TINY)
         games = load_games(store, ws, ["train"], config)
-    assert sorted(games[0].negatives.tolist()) == [101, 333]
+    assert sorted(games[0].negatives.tolist()) == [[101, CLASSES.index("SHOT")], [333, CLASSES.index("SHOT")]]
     samples = sample_epoch(games, config, np.random.default_rng(0))
     negatives = [c for _, c, why in samples if why == "negative"]
     assert negatives and set(negatives) <= {101, 333}

@@ -1,11 +1,17 @@
 """Clips: what one training sample is, and which ones an epoch draws.
 
 Targets: a class is positive at a frame when an event of that class lies within +-7 frames;
-the team target only counts where the class is positive. Sampling: a game uniformly, then
-with probability 0.5 a frame near an event (+-4 frames, events weighted by the effective
-number of their class so rare classes are seen), else a rejected prediction's frame (a hard
-negative) or any frame. Augmentation moves the pictures and, with them, the ball's track
-points a sample carries (``move_track``, which the track's own training uses too).
+the team target only counts where the class is positive. In a game reviewed only in part a
+window's other classes are unknown, not absent: an analyst who accepted a PASS said nothing of
+the DRIVE just after it, and one who rejected a SHOT said nothing of the PASS beside it. So
+there the loss counts only the classes a review decided within the window (a label, or a
+rejected prediction of that class), and an event nobody has labelled yet is not taught as absent.
+
+Sampling: a game in proportion to its frames of known targets (``game_shares``), then with
+probability 0.5 a frame near an event (+-4 frames, events weighted by the effective number of
+their class so rare classes are seen), else a rejected prediction's frame (a hard negative) or
+any frame. Augmentation moves the pictures and, with them, the ball's track points a sample
+carries (``move_track``, which the track's own training uses too).
 """
 from __future__ import annotations
 
@@ -26,14 +32,27 @@ def _near(events: np.ndarray, centres: np.ndarray, window: int) -> tuple[np.ndar
     return np.nonzero(np.abs(np.asarray(centres)[:, None] - events[None, :, 0]) <= window)
 
 
-def targets(game: GameData, centre: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Class targets, team targets and the team mask at ``centre``."""
+def targets(game: GameData, centre: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Class targets, team targets, the team mask and the classes known at ``centre`` (all of
+    them in a fully labelled game; in a partial one, those a review decided nearby)."""
     y = class_targets(game, np.array([centre]), window)[0]
     team = np.zeros(NUM_CLASSES, np.float32)
     _, near = _near(game.events, np.array([centre]), window)
     for _, cls, side in game.events[near]:
         team[cls] = float(side == 0)  # the team head predicts "the first team"
-    return y, team, y.copy()  # the team counts where its class is positive
+    return y, team, y.copy(), known_classes(game, centre, window)  # the team counts where its class is positive
+
+
+def known_classes(game: GameData, centre: int, window: int) -> np.ndarray:
+    """(K,) 1 where the class's target at ``centre`` is known: every class of a fully labelled
+    game; in a partial one, the classes of the labels and rejected predictions within ``window``."""
+    if not game.partial:
+        return np.ones(NUM_CLASSES, np.float32)
+    known = np.zeros(NUM_CLASSES, np.float32)
+    for decided in (game.events, game.negatives):
+        _, near = _near(decided, np.array([centre]), window)
+        known[decided[near, 1]] = 1.0
+    return known
 
 
 def class_targets(game: GameData, centres: np.ndarray, window: int) -> np.ndarray:
@@ -53,12 +72,23 @@ def class_weights(games: list[GameData], beta: float) -> np.ndarray:
     return w / w.sum()
 
 
+def game_shares(games: list[GameData], window: int) -> np.ndarray:
+    """How often each game is drawn: in proportion to the frames whose targets are known, all
+    of a fully labelled game's, the windows around a partial game's decisions. Drawn uniformly,
+    a game with a dozen review decisions weighed as much as a labelled match, and fine-tuning
+    learnt those few windows over and over instead of what it already knew."""
+    known = np.array([min(g.n_frames, (len(g.events) + len(g.negatives)) * (2 * window + 1)) if g.partial
+                      else g.n_frames for g in games], np.float64)
+    return known / known.sum() if known.sum() > 0 else np.full(len(games), 1 / len(games))
+
+
 def sample_epoch(games: list[GameData], config: TrainConfig, rng: np.random.Generator) -> list[tuple[int, int, str]]:
     """``(game index, centre frame, why)`` for one epoch; why is event, negative or random."""
     weights = class_weights(games, config.class_beta)
+    shares = game_shares(games, config.target_window)
     out = []
     for _ in range(config.samples_per_epoch):
-        gi = int(rng.integers(len(games)))
+        gi = int(rng.choice(len(games), p=shares))
         g = games[gi]
         r = rng.random()
         if g.partial:  # only around what was reviewed: its events, else its rejected predictions
@@ -74,7 +104,7 @@ def sample_epoch(games: list[GameData], config: TrainConfig, rng: np.random.Gene
             e = g.events[rng.choice(len(g.events), p=p / p.sum())]
             centre = int(e[0]) + int(rng.integers(-config.near_window, config.near_window + 1))
         elif kind == "negative":
-            centre = int(g.negatives[rng.integers(len(g.negatives))])
+            centre = int(g.negatives[rng.integers(len(g.negatives)), 0])
         else:
             centre = int(rng.integers(g.n_frames))
         why = kind
@@ -96,13 +126,13 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.config.augment and rng.random() < 0.5:
             centre = int(np.clip(centre + rng.integers(-1, 2), 0, g.n_frames - 1))  # +-1 frame shake
         frames = g.window(centre, mc)
-        y, team, mask = targets(g, centre, self.config.target_window)
+        y, team, mask, known = targets(g, centre, self.config.target_window)
         track = (track_windows(g.track, np.array([centre]), mc)[0].copy() if g.track is not None
                  else np.zeros((0, 3), np.float32))
         if self.config.augment:
             frames, team, track = augment(frames, team, mask, mc.team_mode, rng, track, track_times(mc))
         return torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(y), torch.from_numpy(team), \
-            torch.from_numpy(mask), torch.from_numpy(np.ascontiguousarray(track, np.float32))
+            torch.from_numpy(mask), torch.from_numpy(np.ascontiguousarray(track, np.float32)), torch.from_numpy(known)
 
 
 def pan_time(index: np.ndarray | float, frames: int) -> np.ndarray | float:

@@ -47,11 +47,13 @@ class GameData:
     #: The game's store row: its video is opened by ``open_game_video`` (the file imported).
     video: dict
     events: np.ndarray  # (E, 3): frame, class, team (0 first team value, 1 second)
-    negatives: np.ndarray  # (R,) frames of rejected predictions
+    #: (R, 2): frame and class of each rejected prediction (a hard negative of that class).
+    negatives: np.ndarray
     labels: list[dict]  # SoccerNet-style annotations, for validation mAP
     #: Reviewed only in part (a game outside the training splits with review work, not marked
     #: fully reviewed): trained on windows around its reviewed events and rejected predictions,
-    #: never on random frames, since an unreviewed stretch may hold events nobody labelled yet.
+    #: never on random frames, since an unreviewed stretch may hold events nobody labelled yet;
+    #: and in those windows only on the classes a review decided there (``clips.targets``).
     partial: bool = False
     #: (N, 3) the ball's track point of every frame (``core.infer.frame_tracks``), for models
     #: with ``track_frames``; computed once per run by the frozen ball detector.
@@ -128,8 +130,8 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
         n = int(g["frame_count"])
         events = np.array([(r["frame"], CLASS_INDEX[r["label"]], int(r["team"] in _SECOND_TEAMS))
                            for r in labels if r["frame"] < n], dtype=np.int64).reshape(-1, 3)
-        negatives = np.array([p["frame"] for p in store.predictions(g["id"]) if p["status"] == "rejected"],
-                             dtype=np.int64)
+        negatives = np.array([(p["frame"], CLASS_INDEX[p["label"]]) for p in store.predictions(g["id"])
+                              if p["status"] == "rejected"], dtype=np.int64).reshape(-1, 2)
         if partial and not len(events) and not len(negatives):
             continue
         cache_bytes = n * size[0] * size[1]

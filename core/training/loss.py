@@ -7,11 +7,16 @@ import torch
 import torch.nn.functional as F
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float,
+               known: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean focal loss over the (sample, class) targets, or over those ``known`` marks (1)."""
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     pt = p * target + (1 - p) * (1 - target)
-    return (ce * (1 - pt).pow(gamma)).mean()
+    loss = ce * (1 - pt).pow(gamma)
+    if known is None:
+        return loss.mean()
+    return (loss * known).sum() / known.sum().clamp(min=1)
 
 
 def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:

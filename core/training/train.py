@@ -237,13 +237,14 @@ def _epoch(run: Run, net: torch.nn.Module, model: BallActionModel, kept: list[to
     for module in kept:
         module.eval()  # and their batch-norm statistics
     t0, seen, running, running_class = time.perf_counter(), 0, 0.0, 0.0
-    for step, (frames, y, team, mask, track) in enumerate(loader):
+    for step, (frames, y, team, mask, track, known) in enumerate(loader):
         if step >= opt.steps_per_epoch:
             break
-        frames, y, team, mask, track = (t.to(run.device, non_blocking=True) for t in (frames, y, team, mask, track))
+        frames, y, team, mask, track, known = (t.to(run.device, non_blocking=True)
+                                               for t in (frames, y, team, mask, track, known))
         with autocast:
             logits, team_logits = net(normalise(frames), track if config.model.track_frames else None)
-            loss = focal_loss(logits.float(), y, config.focal_gamma)
+            loss = focal_loss(logits.float(), y, config.focal_gamma, known)
             team_loss = (F.binary_cross_entropy_with_logits(team_logits.float(), team, reduction="none")
                          * mask).sum() / mask.sum().clamp(min=1)
             total_loss = loss + config.team_weight * team_loss
