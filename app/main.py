@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,7 +17,7 @@ from gradio.routes import App
 from gradio.utils import get_upload_folder
 
 from core.errors import BallspotError
-from core.export import export, unreviewed_note
+from core.export import download_folder, export, unreviewed_note
 from core.ingest import import_source
 from core.overview import games_table
 from core.progress import Step
@@ -85,10 +84,11 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
     def do_export(games: list[str], which: str, single: bool):
         """A zip in SoccerNet's layout; with one game and ``single``, its JSON file alone
         (Labels-ball.json or results_spotting.json). Gradio copies the file into its cache to
-        serve it, so the previous export's folder is removed when a new one is made."""
+        serve it, so the previous export's folder is removed when a new one is made (and any
+        an app stopped earlier left, after an hour: ``download_folder``)."""
         while exports:
             shutil.rmtree(exports.pop(), ignore_errors=True)
-        folder = Path(tempfile.mkdtemp(prefix="ballspot-export-"))
+        folder = download_folder()
         exports.append(folder)
         predictions = None if which in (None, "(labels)") else which
         if single and len(games or []) == 1:

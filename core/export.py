@@ -9,7 +9,9 @@ workspace's database or anything of the workspace but its ``sources/`` and ``run
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -18,6 +20,27 @@ from core.errors import BallspotError
 from core.labels import LABEL_FILE, PREDICTION_FILE
 from core.store import Store
 from core.workspace import Workspace
+
+
+#: Exports made for a browser download live in the system's temporary folder under this prefix.
+DOWNLOAD_PREFIX = "ballspot-export-"
+#: An app stopped by a signal leaves its last download folder behind; those older than this go.
+DOWNLOAD_MAX_AGE_S = 3600.0
+
+
+def download_folder(root: str | Path | None = None, max_age_s: float = DOWNLOAD_MAX_AGE_S) -> Path:
+    """A new folder for one download, in ``root`` (the system's temporary folder). Download
+    folders older than ``max_age_s`` are removed first (by then the server has copied what it
+    served into its own cache), so stopped apps do not fill the disk; links are left alone."""
+    root = Path(root or tempfile.gettempdir())
+    cutoff = time.time() - max_age_s
+    for old in root.glob(DOWNLOAD_PREFIX + "*"):
+        try:
+            if not old.is_symlink() and old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # another user's, or gone meanwhile
+            continue
+    return Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX, dir=root))
 
 
 def documents(store: Store, *, games: list[str] | None = None, predictions: str | None = None) -> dict[str, str]:

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REAL_DATA, REAL_LABELS, annotation, make_game, real_label_files
 from core.errors import ConflictError
-from core.export import export
+from core.export import DOWNLOAD_PREFIX, download_folder, export
 from core.ingest import import_source
 from core.labels import LABEL_FILE, game_time
 
@@ -56,6 +56,28 @@ def test_export_one_game(store, workspace, tmp_path):
     url = store.games()[0]["url_local"]
     written = export(store, tmp_path / "one", games=[url])
     assert written == [f"{url}/{LABEL_FILE}"]
+
+
+def test_download_folders_an_app_left_behind_are_removed_after_an_hour(tmp_path):
+    """Each export for the browser gets a folder in the temporary folder; an app stopped by a
+    signal cannot remove its last one, so the next export removes those over an hour old (not
+    a fresh one another app may still serve, not a link, not other files)."""
+    import os
+    import time
+
+    old, fresh, other = (tmp_path / f"{DOWNLOAD_PREFIX}old", tmp_path / f"{DOWNLOAD_PREFIX}fresh",
+                         tmp_path / "ballspot-other")
+    for folder in (old, fresh, other):
+        folder.mkdir()
+        (folder / "labels.zip").write_bytes(b"zip")
+    (tmp_path / f"{DOWNLOAD_PREFIX}link").symlink_to(other)
+    two_hours_ago = time.time() - 7200
+    for path in (old, other, tmp_path / f"{DOWNLOAD_PREFIX}link"):
+        os.utime(path, (two_hours_ago, two_hours_ago), follow_symlinks=False)
+    made = download_folder(tmp_path)
+    assert made.is_dir() and made.parent == tmp_path and made.name.startswith(DOWNLOAD_PREFIX)
+    assert not old.exists() and (fresh / "labels.zip").is_file() and (other / "labels.zip").is_file()
+    assert (tmp_path / f"{DOWNLOAD_PREFIX}link").is_symlink()
 
 
 def test_game_time_is_derived_like_soccernet():
