@@ -79,6 +79,36 @@ def make_game(root: Path, url_local: str, annotations: list[dict] | None, *, vid
     return folder
 
 
+def trained_splits(root: Path, *, minutes: float, seed: int, retrain_epochs: int | None = None,
+                   **config: object) -> tuple[Workspace, Path, str]:
+    """A workspace with synthetic games a (train), b (valid) and c (test), a tiny config with
+    ``config``'s settings (no pretraining), and v1 retrained on a with it (``retrain_epochs``: the
+    retrain's override). v1's validation score is cleared, so any later version counts as not
+    worse and a retrain goes on to infer and activate. Returns (workspace, config file, v1)."""
+    import yaml
+
+    from core.ingest import import_source
+    from core.jobs import RetrainParams, retrain
+    from core.progress import quiet
+    from core.synth import RenderOptions, SynthConfig, generate_game
+
+    synth = SynthConfig(minutes=minutes, seed=seed, render=RenderOptions(160, 90, ball_scale=4), exact=False)
+    folders = [generate_game(root / name, synth, index=k) for k, name in enumerate("abc")]
+    data = yaml.safe_load((ROOT / "core" / "configs" / "tiny.yaml").read_text())
+    data.update(config)
+    data["pretrain"]["steps"] = 0
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ws = Workspace.at(root / "ws").ensure()
+    with Store.open(ws) as store:
+        for folder, split in zip(folders, ("train", "valid", "test")):
+            import_source(store, folder, workspace=ws, split=split)
+        params = RetrainParams(config=str(path), epochs=retrain_epochs, infer_games=[])
+        v1 = retrain(store, ws, params, quiet)["version"]
+        store.set_model_metrics(v1, {**store.model(v1)["metrics"], "valid_map@1": None})
+    return ws, path, v1
+
+
 def wait_for_job(store: Store, job_id: int, pred, timeout: float = 240) -> dict:
     """Poll a job's row until ``pred(job)`` holds (its process runs beside the test)."""
     deadline = time.monotonic() + timeout

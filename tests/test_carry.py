@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import ROOT, annotation, make_game
+from conftest import annotation, make_game, trained_splits
 from core.active import QueueConfig, dismiss_missed, review_queue
 from core.infer import Event, GameScores, save_curves
 from core.ingest import import_source
@@ -20,9 +19,7 @@ from core.labels import CLASSES
 from core.progress import quiet
 from core.review import game_choices
 from core.store import Store
-from core.synth import RenderOptions, SynthConfig, generate_game
 from core.versions import activate, active_version, register_version, remembered, review_progress
-from core.workspace import Workspace
 
 
 @pytest.fixture
@@ -156,20 +153,9 @@ def test_the_queue_spreads_its_items_and_favours_rare_classes(store, game, works
 @pytest.fixture(scope="module")
 def three_games(tmp_path_factory):
     """Tiny games a (train), b (valid), c (test), a tiny v1 and its predictions on b and c."""
-    root = tmp_path_factory.mktemp("focus")
-    synth = SynthConfig(minutes=0.2, seed=7, render=RenderOptions(160, 90, ball_scale=4), exact=False)
-    folders = [generate_game(root / name, synth, index=k) for k, name in enumerate("abc")]
-    data = yaml.safe_load((ROOT / "core" / "configs" / "tiny.yaml").read_text())
-    data.update(epochs=6, samples_per_epoch=32, valid_every=6)
-    data["pretrain"]["steps"] = 0
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(data))
-    ws = Workspace.at(root / "ws").ensure()
+    ws, config, v1 = trained_splits(tmp_path_factory.mktemp("focus"), minutes=0.2, seed=7, retrain_epochs=1, epochs=6,
+                                    samples_per_epoch=32, valid_every=6)
     with Store.open(ws) as store:
-        for folder, split in zip(folders, ("train", "valid", "test")):
-            import_source(store, folder, workspace=ws, split=split)
-        v1 = retrain(store, ws, RetrainParams(config=str(config), epochs=1, infer_games=[]), quiet)["version"]
-        store.set_model_metrics(v1, {**store.model(v1)["metrics"], "valid_map@1": None})  # any v2 is not worse
         names = [g["url_local"] for g in store.games()]
         for name in names[1:]:
             store.add_predictions(v1, name, [(30, "PASS", "home", 0.6), (90, "DRIVE", "away", 0.5)])

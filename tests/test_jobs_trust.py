@@ -21,16 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import ROOT, make_game, stop_job, wait_for_job
+from conftest import ROOT, make_game, stop_job, trained_splits, wait_for_job
 from core.infer import Event, GameScores
 from core.ingest import import_source
 from core.jobs import Cancelled, InferParams, RetrainParams, refresh, reinfer, retrain, submit
 from core.labels import CLASSES
 from core.progress import Step, quiet
 from core.store import Store
-from core.synth import RenderOptions, SynthConfig, generate_game
 from core.versions import ACTIVE_SETTING, active_version
 from core.workspace import Workspace
 
@@ -54,20 +52,9 @@ def template(tmp_path_factory) -> dict:
     """Games a (train), b (valid), c (test); v1 trained on a (tiny), its predictions on b and c,
     20 decisions on them (accepted, accepted corrected, rejected). v1's validation score is
     cleared, so any v2 counts as not worse and a retrain goes on to infer and activate."""
-    root = tmp_path_factory.mktemp("trust")
-    synth = SynthConfig(minutes=0.25, seed=61, render=RenderOptions(160, 90, ball_scale=4), exact=False)
-    folders = [generate_game(root / name, synth, index=k) for k, name in enumerate("abc")]
-    data = yaml.safe_load(TINY.read_text())
-    data.update(epochs=1, samples_per_epoch=32)
-    data["pretrain"]["steps"] = 0
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(data))
-    ws = Workspace.at(root / "ws").ensure()
+    ws, config, v1 = trained_splits(tmp_path_factory.mktemp("trust"), minutes=0.25, seed=61, epochs=1,
+                                    samples_per_epoch=32)
     with Store.open(ws) as store:
-        for folder, split in zip(folders, ("train", "valid", "test")):
-            import_source(store, folder, workspace=ws, split=split)
-        v1 = retrain(store, ws, RetrainParams(config=str(config), infer_games=[]), quiet)["version"]
-        store.set_model_metrics(v1, {**store.model(v1)["metrics"], "valid_map@1": None})
         games = [g["url_local"] for g in store.games() if g["split"] in ("valid", "test")]
         for name in games:
             predict(store, v1, name)
