@@ -157,6 +157,23 @@ def test_launch_weights_saves_a_file_that_starts_the_encoder_as_imagenet_does(ca
         save_imagenet_weights(ENCODER, tmp_path / "weights.pt")
 
 
+def test_a_run_with_imagenet_resumes_without_the_hub(ws, hub, tmp_path, monkeypatch):  # noqa: F811
+    """A resume reads every weight from its checkpoint: offline, with the hub's cache gone, an
+    interrupted ImageNet run still finishes, its encoder still the hub's weights (kept frozen)."""
+    config = TrainConfig.load(TINY, epochs=1, samples_per_epoch=32, encoder_lr_scale=0)
+    config.model.pretrained = "imagenet"
+    with Store.open(ws) as store:
+        train(config, store, ws, out=tmp_path / "run")
+        _use_hub(monkeypatch, tmp_path / "empty-hf")  # nothing cached, offline
+        longer = TrainConfig.load(TINY, epochs=2, samples_per_epoch=32, encoder_lr_scale=0)
+        longer.model.pretrained = "imagenet"
+        row = train(longer, store, ws, out=tmp_path / "run", resume=True)
+    assert row["metrics"]["epochs"] == 2
+    model = load(row["path"])
+    got = {k[len("encoder."):]: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    _assert_same(got, _expected(hub, got, 3))
+
+
 def _imagenet_config(tmp_path: Path) -> Path:
     data = yaml.safe_load(TINY.read_text())
     data["model"]["pretrained"] = "imagenet"

@@ -7,6 +7,7 @@ a function below, so a change to one (say, the optimiser) is made in one place.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -85,8 +86,8 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
     ``init`` fine-tunes that model (its architecture, this config's schedule); ``resume``
     continues from ``out/checkpoint.pt``. Returns the registered model row (rank 0).
     """
-    if init is None:  # offline without the ImageNet weights (or a missing file): fail now, before any data loads
-        check_pretrained(config.model)
+    if init is None and not resume:  # offline without the ImageNet weights (or a missing file): fail now,
+        check_pretrained(config.model)   # before any data loads; a resume reads every weight from its checkpoint
     run = _set_up(config, Path(out), init, progress)
     train_games, valid_games = _games(run, store, workspace)
     config.model.team_mode = team_mode(train_games)  # left/right labels: side mode, whatever the config said
@@ -179,7 +180,9 @@ def _build(run: Run, init: Path | None, train_games: list[GameData],
     """The model (``init``'s weights when fine-tuning), on the device, with its track set up;
     and the modules that stay as they are (no gradients, batch-norm statistics kept)."""
     config = run.config
-    model = BallActionModel(config.model)
+    # Resuming, the checkpoint holds every weight: the encoder's starting weights (ImageNet's,
+    # which may not be at hand offline) are not read again.
+    model = BallActionModel(dataclasses.replace(config.model, pretrained=NONE) if resume else config.model)
     if init is not None:
         from core.model import load as load_model
         model.load_state_dict(load_model(init).state_dict())
