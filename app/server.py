@@ -24,7 +24,7 @@ import re
 import socket
 import time
 from collections import defaultdict, deque
-from typing import Awaitable, Callable, Iterable
+from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -236,10 +236,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 
 
 def video_endpoint(store: Store, user: Callable[[Request], str | None],
-                   needs_login: bool, public: Callable[[str], str] = str) -> Callable[[Request], Awaitable[Response]]:
-    """The handler of :data:`VIDEO_ROUTE`: a game's video, by id, with HTTP Range support."""
+                   needs_login: bool, public: Callable[[str], str] = str) -> Callable[[Request], Response]:
+    """The handler of :data:`VIDEO_ROUTE`: a game's video, by id, with HTTP Range support. A
+    plain function, which the server runs in its thread pool: it reads the store and opens a
+    file, which must not hold up the event loop every other request waits on."""
 
-    async def serve(request: Request) -> Response:
+    def serve(request: Request) -> Response:
         if needs_login and not user(request):
             return PlainTextResponse("log in first", status_code=401)
         gid = request.path_params["game_id"]
