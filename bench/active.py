@@ -555,6 +555,15 @@ def summarise(results: dict, plan: Plan) -> dict:
         se = statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) > 1 and m != math.inf else math.nan
         out["queue_vs_random"] = {"ratios": ratios, "mean": m, "se": se,
                                   "met": bool(m <= 0.6 and (1 - m) > 2 * se) if math.isfinite(se) else False}
+    # Seeds share round 0 and each has its own pool game: the queue's final mAP@1 minus another
+    # strategy's on the same seed, mean and standard error, is the fairer comparison.
+    out["queue_minus"] = {}
+    for other in STRATEGIES:
+        gaps = [runs[s]["queue"][-1]["map"] - runs[s][other][-1]["map"] for s in runs
+                if other != "queue" and "queue" in runs[s] and other in runs[s]]
+        if len(gaps) > 1:
+            out["queue_minus"][other] = {"gaps": gaps, "mean": statistics.fmean(gaps),
+                                         "se": statistics.stdev(gaps) / math.sqrt(len(gaps))}
     efforts = [[r["effort"] for r in runs[s]["queue"]] for s in runs if "queue" in runs[s]]
     if efforts:
         rounds = min(len(e) for e in efforts)
@@ -582,6 +591,9 @@ def print_summary(summary: dict, plan: Plan) -> None:
               + ", ".join("never" if not math.isfinite(r) else f"{r:.2f}" for r in qr["ratios"])
               + f"; mean {qr['mean']:.2f} +- {qr['se']:.2f} (SE); goal <= 0.60 with the saving > 2 SE: "
               + ("MET" if qr["met"] else "NOT MET"))
+    for other, gap in summary.get("queue_minus", {}).items():
+        print(f"final mAP@1, queue minus {other} on the same seed: {gap['mean']:+.3f} +- {gap['se']:.3f} (SE; "
+              f"{', '.join(f'{g:+.3f}' for g in gap['gaps'])})")
     ng = summary.get("new_game_minutes")
     if ng:
         print("\nanalyst minutes to label a new 10-minute game fully, with the queue's model of each round "
