@@ -430,15 +430,16 @@ def _frame_scores(model: BallActionModel, frames: Iterable[np.ndarray], cfg: Inf
 
 @torch.inference_mode()
 def frame_tracks(model: BallActionModel, frames: Iterable[np.ndarray], batch: int = 64,
-                 device: str | None = None, amp: bool = True) -> np.ndarray:
+                 device: str | None = None, amp: bool = True, total: int = 0) -> np.ndarray:
     """The ball's track point (u, v, confidence; ``BallHead.locate``) of every frame of a
     stream: the ball detector on the stack centred on the frame (clamped at the ends), at the
-    precision ``frame_scores`` computes it (``amp``: ``autocast`` on CUDA), uncompiled."""
+    precision ``frame_scores`` computes it (``amp``: ``autocast`` on CUDA), uncompiled.
+    ``total``: the stream's expected length, the rows' first allocation (``_Rows``)."""
     dev = pick_device(device)
     model = model.to(dev).eval()
     mc = model.config
     buf = _Frames(frames)
-    out, t = [], 0
+    out, t = _Rows(3, total or batch), 0
     while True:
         buf._pull_until(t + batch - 1 + mc.stack_lead)
         if buf.done and t >= buf.read:
@@ -447,10 +448,10 @@ def frame_tracks(model: BallActionModel, frames: Iterable[np.ndarray], batch: in
         x = np.stack([np.stack([buf.get(f - mc.stack_lead + k * mc.frame_step) for k in range(mc.stack)]) for f in idx])
         with autocast(dev, amp):
             _, point = model.forward_stacks(normalise(torch.from_numpy(x).to(dev)), track=True)
-        out.append(point.float().cpu().numpy())
+        out.add(point)
         t = idx[-1] + 1
         buf.forget_before(t - mc.stack_lead)
-    return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+    return out.array()
 
 
 def track_windows(track: np.ndarray, centres: np.ndarray, config: ModelConfig) -> np.ndarray:
@@ -470,7 +471,7 @@ def frame_scores_uncached(model: BallActionModel, frames: np.ndarray, config: In
     tracks = None
     if mc.track_frames:
         views = [frames, frames[..., ::-1]] if cfg.tta else [frames]
-        tracks = [torch.from_numpy(frame_tracks(model, iter(v), cfg.batch, cfg.device, cfg.amp)) for v in views]
+        tracks = [torch.from_numpy(frame_tracks(model, iter(v), cfg.batch, cfg.device, cfg.amp, n)) for v in views]
     scores, teams, gaps = [], [], []
     for s in range(0, n, cfg.batch):
         x = normalise(torch.from_numpy(frames[index[s:s + cfg.batch]]).to(device))

@@ -64,7 +64,7 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
     t0 = time.perf_counter()
     for k, g in enumerate(games):
         with g.stream(size) as frames:
-            g.track = frame_tracks(model, frames, config.valid_batch, str(device))
+            g.track = frame_tracks(model, frames, config.valid_batch, str(device), total=g.n_frames)
         g.n_frames = min(g.n_frames, len(g.track))
         g.track = g.track[:g.n_frames]  # windows of frames and of the track clamp at the same end
         if progress is not None:
