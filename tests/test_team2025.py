@@ -405,7 +405,7 @@ def test_training_games_naming_teams_both_ways_are_refused():
     from core.training.data import GameData, team_mode
 
     def game(name: str, teams: list[str]) -> GameData:
-        return GameData(1, name, 10, None, {}, np.zeros((0, 3), np.int64), np.zeros(0, np.int64),
+        return GameData(1, name, 10, None, {}, np.zeros((0, 3), np.int64), np.zeros((0, 2), np.int64),
                         [annotation(i, team=t) for i, t in enumerate(teams)])
 
     assert team_mode([game("a", ["left", "right"]), game("b", [])]) == "side"

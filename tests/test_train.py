@@ -386,6 +386,37 @@ def test_augmentation_moves_the_ball_track_with_the_picture():
     assert 0 < flips < 6, "both the flipped and the straight picture were checked"
 
 
+def test_a_resumed_run_computes_the_track_with_its_trained_ball_detector(ws, tmp_path, monkeypatch):
+    """Resuming, every training frame's track comes from the checkpoint's ball detector (what
+    the run trained with), not from a model whose weights are still being set up."""
+    import torch
+    from safetensors.torch import load_file
+
+    import core.training.track as track
+
+    data = yaml.safe_load(TINY.read_text())
+    data["model"]["track_frames"] = 15
+    data.update(epochs=1, samples_per_epoch=32, track_steps=5, track_points=64)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    seen = []
+    real = track.add_tracks
+
+    def add_tracks(model, *args, **kwargs):
+        seen.append({k: v.detach().clone() for k, v in model.ball.state_dict().items()})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(track, "add_tracks", add_tracks)
+    with Store.open(ws) as store:
+        train(TrainConfig.load(path), store, ws, out=tmp_path / "run")
+        row = train(TrainConfig.load(path, epochs=2), store, ws, out=tmp_path / "run", resume=True)
+    assert row["metrics"]["epochs"] == 2 and len(seen) == 2
+    detector = {k[len("ball."):]: v for k, v in load_file(str(tmp_path / "run" / "encoder.safetensors")).items()
+                if k.startswith("ball.")}
+    for state in seen:  # the first run's and the resumed run's: both the pretrained detector
+        assert detector and all(torch.allclose(state[k].float(), v.float()) for k, v in detector.items())
+
+
 def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_its_track(ws, tmp_path):
     """``track_frames``: pretraining's ball detector comes into the model and stays as it is
     (the encoder too: the track of every frame is computed once, from them); each sample
@@ -458,7 +489,7 @@ def _kicked_game(seed: int, n: int = 3000):
     track = np.concatenate([uv, np.ones((n, 1))], 1).astype(np.float32)
     frames = np.array(sorted(kicks))
     events = np.stack([frames, np.zeros_like(frames), np.zeros_like(frames)], 1).astype(np.int64)
-    return GameData(seed, f"fake-{seed}", n, None, {}, events, np.zeros(0, np.int64), [], track=track), frames
+    return GameData(seed, f"fake-{seed}", n, None, {}, events, np.zeros((0, 2), np.int64), [], track=track), frames
 
 
 def test_the_track_classifier_learns_the_kicks_from_every_frame_of_a_game():

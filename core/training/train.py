@@ -97,13 +97,14 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
                                                      progress) or NONE
     if init is None:
         require_ball_detector(config)
-    model, kept = _build(run, init, train_games, resume)
+    checkpoint = run.out / "checkpoint.pt"
+    state = _checkpoint(checkpoint, run.device) if resume else None
+    model, kept = _build(run, init, train_games, state)
     opt = _optimisation(model, config, run.world)
     net = torch.nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
     if config.compile:
         net = torch.compile(net)
-    checkpoint = run.out / "checkpoint.pt"
-    start_epoch, best, history = _resume(checkpoint, model, opt, run.device) if resume else (0, -math.inf, [])
+    start_epoch, best, history = _resume(state, opt) if state is not None else (0, -math.inf, [])
     if run.rank == 0:
         run.out.mkdir(parents=True, exist_ok=True)
         (run.out / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
@@ -176,20 +177,27 @@ def _encoder_frozen(config: TrainConfig) -> bool:
 
 
 def _build(run: Run, init: Path | None, train_games: list[GameData],
-           resume: bool) -> tuple[BallActionModel, list[torch.nn.Module]]:
-    """The model (``init``'s weights when fine-tuning), on the device, with its track set up;
-    and the modules that stay as they are (no gradients, batch-norm statistics kept)."""
+           state: dict | None) -> tuple[BallActionModel, list[torch.nn.Module]]:
+    """The model (``init``'s weights when fine-tuning, the checkpoint's ``state`` when
+    resuming), on the device, with its track set up; and the modules that stay as they are (no
+    gradients, batch-norm statistics kept)."""
     config = run.config
-    # Resuming, the checkpoint holds every weight: the encoder's starting weights (ImageNet's,
-    # which may not be at hand offline) are not read again.
-    model = BallActionModel(dataclasses.replace(config.model, pretrained=NONE) if resume else config.model)
+    if state is None:
+        model = BallActionModel(config.model)
+    else:
+        # The checkpoint holds every weight: the encoder's starting weights (ImageNet's, which
+        # may not be at hand offline) are not read again. Loaded before the track is set up:
+        # the ball detector computes every training frame's track.
+        model = BallActionModel(dataclasses.replace(config.model, pretrained=NONE))
+        model.config = config.model  # what the saved model says it started from
+        model.load_state_dict(state["model"])
     if init is not None:
         from core.model import load as load_model
         model.load_state_dict(load_model(init).state_dict())
     model.to(run.device)
     kept = [model.encoder] if _encoder_frozen(config) else []
     if config.model.track_frames:
-        kept += set_up_track(model, train_games, config, run.device, resume=resume, world=run.world,
+        kept += set_up_track(model, train_games, config, run.device, resume=state is not None, world=run.world,
                              progress=run.progress)
     for module in kept:
         module.requires_grad_(False)
@@ -212,13 +220,16 @@ def _optimisation(model: BallActionModel, config: TrainConfig, world: int) -> Op
     return Optimisation(optimizer, scheduler, ema, steps_per_epoch)
 
 
-def _resume(checkpoint: Path, model: BallActionModel, opt: Optimisation,
-            device: torch.device) -> tuple[int, float, list[dict]]:
-    """The weights, optimiser and schedule of ``checkpoint``; its epoch, best score and history."""
+def _checkpoint(checkpoint: Path, device: torch.device) -> dict:
+    """What a run saved to resume from (``save_checkpoint``)."""
     if not checkpoint.is_file():
         raise BallspotError(f"{checkpoint.parent}: no checkpoint to resume from")
-    state = load_torch_file(checkpoint, map_location=device)
-    model.load_state_dict(state["model"])
+    return load_torch_file(checkpoint, map_location=device)
+
+
+def _resume(state: dict, opt: Optimisation) -> tuple[int, float, list[dict]]:
+    """The EMA weights, optimiser and schedule of a checkpoint's ``state``; its epoch, best score
+    and history. (The model holds the checkpoint's weights already: ``_build``.)"""
     opt.ema.module.load_state_dict(state["ema"])
     opt.optimizer.load_state_dict(state["optimizer"])
     opt.scheduler.load_state_dict(state["scheduler"])
