@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import time
 import zipfile
@@ -29,16 +30,18 @@ DOWNLOAD_MAX_AGE_S = 3600.0
 
 
 def download_folder(root: str | Path | None = None, max_age_s: float = DOWNLOAD_MAX_AGE_S) -> Path:
-    """A new folder for one download, in ``root`` (the system's temporary folder). Download
-    folders older than ``max_age_s`` are removed first (by then the server has copied what it
-    served into its own cache), so stopped apps do not fill the disk; links are left alone."""
+    """A new folder for one download, in ``root`` (the system's temporary folder). This user's
+    download folders older than ``max_age_s`` are removed first (by then the server has copied
+    what it served into its own cache), so stopped apps do not fill the disk; links and other
+    users' folders are left alone."""
     root = Path(root or tempfile.gettempdir())
     cutoff = time.time() - max_age_s
     for old in root.glob(DOWNLOAD_PREFIX + "*"):
         try:
-            if not old.is_symlink() and old.is_dir() and old.stat().st_mtime < cutoff:
+            info = old.lstat()
+            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mtime < cutoff:
                 shutil.rmtree(old, ignore_errors=True)
-        except OSError:  # another user's, or gone meanwhile
+        except OSError:  # gone meanwhile
             continue
     return Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX, dir=root))
 
