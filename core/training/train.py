@@ -191,7 +191,7 @@ def _build(run: Run, init: Path | None, train_games: list[GameData],
         model = BallActionModel(dataclasses.replace(config.model, pretrained=NONE))
         model.config = config.model  # what the saved model says it started from
         model.load_state_dict(state["model"])
-    if init is not None:
+    if init is not None and state is None:  # a resume continues from its checkpoint, as it always did
         from core.model import load as load_model
         model.load_state_dict(load_model(init).state_dict())
     model.to(run.device)
