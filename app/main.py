@@ -26,14 +26,10 @@ from core.store import Store
 from core.workspace import Workspace
 
 from app.models import models_screen
-from app.review import review_screen
-from app.server import LOCAL_HOSTS, VIDEO_ROUTE, RequestGuard, allowed_hosts, error_answer, video_endpoint
+from app.review import HEAD, Users, mount, review_screen
+from app.server import LOCAL_HOSTS, VIDEO_ROUTE, AssetCache, RequestGuard, allowed_hosts, error_answer, video_endpoint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-
-#: Who is logged in, from a request (None without a login): the session decides, never the client.
-Users = Callable[[object], "str | None"]
 
 
 def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users | None = None,
@@ -217,7 +213,8 @@ def parse_auth(auth: str) -> tuple[str, str]:
 
 class GuardedApp(App):
     """Gradio's own server class with :class:`app.server.RequestGuard` outside everything Gradio
-    adds (its CORS middleware among them, whose headers the guard must be able to drop)."""
+    adds (its CORS middleware among them, whose headers the guard must be able to drop), and
+    :class:`app.server.AssetCache` between them."""
 
     def __init__(self, *, hosts: set[str], **kwargs):
         super().__init__(**kwargs)
@@ -227,12 +224,13 @@ class GuardedApp(App):
         self.add_exception_handler(Exception, error_answer)
 
     def build_middleware_stack(self):
-        return RequestGuard(super().build_middleware_stack(), hosts=self.guard_hosts)
+        return RequestGuard(AssetCache(super().build_middleware_stack()), hosts=self.guard_hosts)
 
 
 def launch_app(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 7860,
                auth: list[str] | str | None = None, extra_hosts: list[str] | None = None) -> None:
-    """Serve the app: Gradio inside :class:`app.server.RequestGuard`, videos by game id.
+    """Serve the app: Gradio inside :class:`app.server.RequestGuard`, videos by game id, the
+    review screen's own routes (:func:`app.review.mount`).
     ``auth``: ``USER:PASS`` logins (one or a list); with any, every edit is the login's."""
     check_host(host, auth)
     logins = [auth] if isinstance(auth, str) else list(auth or [])
@@ -253,6 +251,7 @@ def launch_app(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 786
     public = (lambda text: text) if local else _public_paths(workspace)
     server.add_api_route(VIDEO_ROUTE, video_endpoint(store, users, needs_login=credentials is not None, public=public),
                          methods=["GET", "HEAD"], include_in_schema=False)
+    mount(server, store, users=users if credentials else None, public=public)
     demo = build_app(workspace, server_paths=local, users=users if credentials else None, store=store)
     demo.launch(server_name=host, server_port=port, auth=credentials, share=False, max_file_size=MAX_UPLOAD,
-                css_paths=[ASSETS / "app.css", ASSETS / "review.css"], _app=server)
+                css_paths=[ASSETS / "app.css", ASSETS / "review.css"], head=HEAD, _app=server)

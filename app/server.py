@@ -209,6 +209,56 @@ class RequestGuard:
         return answer
 
 
+# --------------------------------------------------------------------------- Gradio's assets
+
+
+class AssetCache:
+    """ASGI middleware: keeps Gradio's own script and style files, once answered, in memory.
+
+    A fresh page asks for about 85 of them before the review screen can start, and Gradio
+    compresses each one again for every request (brotli, in the server's one event loop), so
+    on a small machine the page waits on the server. The files under ``/assets/`` carry a hash
+    of their content in their names and those under ``/static/`` ship with Gradio: neither
+    changes while the server runs. Only complete 200 answers to plain GETs are kept, per
+    ``Accept-Encoding``; they are public (Gradio serves them without a login)."""
+
+    PREFIXES = ("/assets/", "/static/")
+    #: Larger answers are not kept (Gradio's largest script is well under it).
+    MAX_BYTES = 4 << 20
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self.kept: dict[tuple[str, str, str], tuple[int, list, bytes]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(self.PREFIXES):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if b"range" in headers:
+            return await self.app(scope, receive, send)
+        key = (scope["path"], scope.get("query_string", b"").decode("latin-1"),
+               headers.get(b"accept-encoding", b"").decode("latin-1"))
+        if key in self.kept:
+            status, answer_headers, body = self.kept[key]
+            await send({"type": "http.response.start", "status": status, "headers": answer_headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        start: dict = {}
+        parts: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+                if not message.get("more_body") and start.get("status") == 200:
+                    body = b"".join(parts)
+                    if len(body) <= self.MAX_BYTES:
+                        self.kept[key] = (200, list(start.get("headers", [])), body)
+            await send(message)
+        await self.app(scope, receive, keep)
+
+
 # --------------------------------------------------------------------------- the video route
 
 RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")

@@ -1,7 +1,8 @@
 // Ballspot Studio review screen: player, timeline, event list, filmstrip and keyboard.
-// Runs as the js_on_load of one gr.HTML (app/review.py); talks to Python only through
-// `server.*` functions. The game's events arrive once; every edit returns only the rows it
-// changed (a delta from the store's change log), so an edit costs the same on a full match.
+// Runs as the js_on_load of one gr.HTML (app/review.py); talks to Python through its
+// `server.*` functions, and posts edits to the route app/review.py mounts. The game's events
+// arrive once; every edit returns only the rows it changed (a delta from the store's change
+// log), so an edit costs the same on a full match.
 const $ = (id) => element.querySelector('#' + id);
 // When this script started, in ms since the page's navigation (bench/ui.py reads it: the part of
 // a cold load that is Gradio's own start, before this screen asks for anything).
@@ -23,15 +24,27 @@ const KEYS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '-', '='];
 
 // A server function that fails answers {error}: open_game, filmstrip and frame_image show it in
 // place, the others on the status line (and give null).
-async function call(name, payload) {
-  const r = await server[name](payload);
+async function call(name, payload) { return answered(name, await server[name](payload)); }
+function answered(name, r) {
   if (r && typeof r === 'object' && !Array.isArray(r) && typeof r.error === 'string' && !('ok' in r)) {
-    if (['open_game_text', 'filmstrip', 'frame_image'].includes(name)) return r;
+    if (['game', 'filmstrip', 'frame_image'].includes(name)) return r;
     status(`${name}: ${r.error}`, 'error');
     return null;
   }
   return r;
 }
+// Edits, the calls an analyst waits on, and the games the screen opens have routes of their
+// own (props.*_url, app/review.py), not Gradio's: the same answers, without its per-call work.
+// A refusal of the server's guard is plain text; it is shown as the error.
+async function route(name, url, options) {
+  const r = await fetch(url, { credentials: 'same-origin', ...options });
+  const text = await r.text();
+  let answer;
+  try { answer = JSON.parse(text); } catch { answer = { error: text.trim() || `HTTP ${r.status}` }; }
+  return answered(name, answer);
+}
+const postEdit = (payload) => route('edit', props.edit_url, {
+  method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(payload) });
 function status(text, kind) {
   const el = $('edit-status');
   el.textContent = text;
@@ -80,37 +93,45 @@ async function ensureReviewer() {
 }
 
 // ------------------------------------------------------------------ games
-async function loadGames(first) {
-  const answer = (await call('list_games', { start: first })) || { games: [], start: null };
-  const games = answer.games;
+function showGames(games, want) {
   const sel = $('game-select');
-  const current = first ? '' : sel.value;
   sel.replaceChildren(...games.map(([name, id]) => {
     const o = document.createElement('option');
     o.value = String(id); o.textContent = name; return o;
   }));
-  const has = (id) => id !== null && id !== undefined && games.some(([, g]) => String(g) === String(id));
-  // First the game with the most pending predictions of the active model, else the last one opened.
-  const last = localStorage.getItem('ballspot.game');
-  const want = !first ? current : has(answer.start) ? answer.start : last;
-  if (has(want)) sel.value = String(want);
+  if (games.some(([, g]) => String(g) === String(want))) sel.value = String(want);
   sel.title = sel.selectedOptions[0] ? sel.selectedOptions[0].textContent : '';
-  if (first && sel.value) await openGame(Number(sel.value));
+}
+async function loadGames() {
+  const games = await call('list_games', {});
+  if (games) showGames(games, $('game-select').value);
+}
+// The first screen: the picker and the game it opens on (the server decides which: core.review
+// first_game). The page's head asked for it as the page started (window.ballspotStart, null if
+// that failed: logged out then, say); asked here where it was not.
+async function start() {
+  let first = window.ballspotStart ? await window.ballspotStart : null;
+  window.ballspotStart = null;  // used once: a screen built again asks afresh
+  const last = localStorage.getItem('ballspot.game') || '';
+  if (!first || first.error) first = await route('start', `${props.start_url}?last=${encodeURIComponent(last)}`);
+  if (!first) return;
+  showGames(first.games, first.game ? first.game.game.id : '');
+  if (first.game) await openGame(first.game.game.id, first.game);
 }
 
 // The picker's counts (labels, reviewed) follow every edit, here or elsewhere: refreshed a
 // moment after the last one, so a burst of keys costs one request.
 let pickerTimer = null;
-function refreshPicker() { clearTimeout(pickerTimer); pickerTimer = setTimeout(() => loadGames(false), 300); }
+function refreshPicker() { clearTimeout(pickerTimer); pickerTimer = setTimeout(loadGames, 300); }
 
-async function openGame(id) {
+// Opens a game: ``data`` is its answer where the caller has it already (the first screen).
+async function openGame(id, data) {
   status('Opening…');
   const t0 = performance.now();
   const seq = ++S.openSeq;
-  const answer = await call('open_game_text', { game: id });
-  if (seq !== S.openSeq) return;  // another game was chosen meanwhile
-  if (answer && answer.error) { status(answer.error, 'error'); return; }
-  const data = JSON.parse(answer);
+  if (!data) data = await route('game', props.game_url.replace('{game_id}', String(Number(id))));
+  if (seq !== S.openSeq || !data) return;  // another game was chosen meanwhile
+  if (data.error) { status(data.error, 'error'); return; }
   S.game = data.game; S.fps = data.game.fps; S.frames = data.game.frames; S.version = data.version;
   S.classes = data.classes; S.colours = data.colours; S.teams = data.teams; S.cursorId = data.cursor;
   S.events = new Map(data.events.map((e) => [e.id, e]));
@@ -481,28 +502,83 @@ function marker(e, w, a, b) {
 }
 // The canvas draws what the elements' CSS draws: labels filled, predictions rings (accepted
 // filled with a white ring, rejected faded and dotted), half filled when not shown on camera.
+// Labels over predictions, the selection on top.
+const paintOrder = (e) => (e.id === S.selected ? 2 : e.kind === 'label' ? 1 : 0);
+const markerX = (e, w, a, b) => ((e.frame - a) / (b - a)) * w;
+function paintMarker(g, e, x) {
+  const r = MARK / 2, y = markerY(e) + r, c = S.colours[S.classes.indexOf(e.label)];
+  g.globalAlpha = e.status === 'rejected' ? 0.35 : 1;
+  g.setLineDash(e.status === 'rejected' ? [1.5, 1.5] : []);
+  g.beginPath(); g.arc(x, y, r - 1, 0, 2 * Math.PI);
+  if (e.kind === 'label' || e.status === 'accepted') {
+    g.fillStyle = c;
+    if (e.visibility === 'not shown') { g.save(); g.clip(); g.fillRect(x - r, y - r, r, 2 * r); g.restore(); } else g.fill();
+    g.strokeStyle = e.kind === 'label' ? c : '#fff'; g.lineWidth = 1; g.stroke();
+  } else { g.strokeStyle = c; g.lineWidth = 2; g.stroke(); }
+  if (e.id === S.selected) {
+    g.beginPath(); g.arc(x, y, r + 2, 0, 2 * Math.PI); g.strokeStyle = '#e15759'; g.lineWidth = 3; g.stroke();
+  }
+  g.globalAlpha = 1; g.setLineDash([]);
+}
+const painted = new Map();  // event id -> x of its marker on the canvas
+let paintedFor = '';  // the view and size the canvas was painted for
+const canvasKey = (w, a, b) => `${w} ${a} ${b} ${window.devicePixelRatio || 1} ${lanesHeight()}`;
 function paintMarkers(events, w, a, b) {
   const dpr = window.devicePixelRatio || 1, h = lanesHeight();
   markCanvas.width = w * dpr; markCanvas.height = h * dpr;
   markCanvas.style.width = `${w}px`; markCanvas.style.height = `${h}px`;
   const g = markCanvas.getContext('2d');
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  const r = MARK / 2, order = (e) => (e.id === S.selected ? 2 : e.kind === 'label' ? 1 : 0);
-  for (const e of [...events].sort((p, q) => order(p) - order(q))) {  // labels over predictions, the selection on top
-    const x = ((e.frame - a) / (b - a)) * w, y = markerY(e) + r, c = S.colours[S.classes.indexOf(e.label)];
-    g.globalAlpha = e.status === 'rejected' ? 0.35 : 1;
-    g.setLineDash(e.status === 'rejected' ? [1.5, 1.5] : []);
-    g.beginPath(); g.arc(x, y, r - 1, 0, 2 * Math.PI);
-    if (e.kind === 'label' || e.status === 'accepted') {
-      g.fillStyle = c;
-      if (e.visibility === 'not shown') { g.save(); g.clip(); g.fillRect(x - r, y - r, r, 2 * r); g.restore(); } else g.fill();
-      g.strokeStyle = e.kind === 'label' ? c : '#fff'; g.lineWidth = 1; g.stroke();
-    } else { g.strokeStyle = c; g.lineWidth = 2; g.stroke(); }
-    if (e.id === S.selected) {
-      g.beginPath(); g.arc(x, y, r + 2, 0, 2 * Math.PI); g.strokeStyle = '#e15759'; g.lineWidth = 3; g.stroke();
-    }
+  painted.clear();
+  paintedFor = canvasKey(w, a, b);
+  for (const e of [...events].sort((p, q) => paintOrder(p) - paintOrder(q))) {
+    const x = markerX(e, w, a, b);
+    paintMarker(g, e, x);
+    painted.set(e.id, x);
   }
-  g.globalAlpha = 1; g.setLineDash([]);
+}
+// An edit changes a marker or two among thousands: only the columns where they were and are
+// now are cleared and repainted (every marker reaching into them, in paint order): a canvas
+// painted whole is rasterised whole again by the browser, the largest part of an edit's time
+// on a full match (bench/ui.py).
+const REACH = MARK / 2 + 5;  // a marker's half width with its selection ring (radius + 2, line 3) and smoothing
+function repaintColumns(ids) {
+  const w = S.laneW || 800, [a, b] = S.view, f = filters();
+  const xs = [];
+  for (const id of new Set(ids)) {
+    if (!id) continue;
+    if (painted.has(id)) xs.push(painted.get(id));
+    const e = S.events.get(id);
+    if (shownOnTimeline(e, a, b, f)) xs.push(markerX(e, w, a, b));
+  }
+  const shown = [];
+  for (const e of S.events.values()) if (shownOnTimeline(e, a, b, f)) shown.push(e);
+  if (shown.length <= DENSE || paintedFor !== canvasKey(w, a, b)) {
+    drawMarkers(); return;  // back to elements, or the canvas no longer fits the lanes
+  }
+  dense = shown;
+  markersEl.dataset.count = String(shown.length);
+  if (!xs.length) return;
+  const g = markCanvas.getContext('2d'), dpr = window.devicePixelRatio || 1;
+  g.save();
+  g.setTransform(1, 0, 0, 1, 0, 0);  // columns on whole device pixels: no blended seams at their edges
+  g.beginPath();
+  for (const x of xs) {
+    const x0 = Math.floor((x - REACH) * dpr), x1 = Math.ceil((x + REACH) * dpr);
+    g.rect(x0, 0, x1 - x0, markCanvas.height);
+  }
+  g.clip();
+  g.clearRect(0, 0, markCanvas.width, markCanvas.height);
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  // Every marker that reaches into a column (widened to whole pixels, and by one for smoothing).
+  const near = shown.filter((e) => { const x = markerX(e, w, a, b); return xs.some((c) => Math.abs(x - c) <= 2 * REACH + 2); });
+  for (const id of new Set(ids)) painted.delete(id);
+  for (const e of near.sort((p, q) => paintOrder(p) - paintOrder(q))) {
+    const x = markerX(e, w, a, b);
+    paintMarker(g, e, x);
+    painted.set(e.id, x);
+  }
+  g.restore();
 }
 function shownOnTimeline(e, a, b, f) { return e && e.frame >= a && e.frame <= b && passes(e, f); }
 function drawMarkers() {
@@ -515,12 +591,13 @@ function drawMarkers() {
   markersEl.dataset.count = String(shown.length);
   markCanvas.hidden = !dense.length;
   if (dense.length) { markersEl.replaceChildren(); paintMarkers(dense, w, a, b); return; }
+  painted.clear();
   const frag = document.createDocumentFragment();
   for (const e of shown) { const m = marker(e, w, a, b); markerEls.set(e.id, m); frag.append(m); }
   markersEl.replaceChildren(frag);
 }
 function updateMarkers(ids) {
-  if (dense.length) { drawMarkers(); return; }  // one pass over the canvas: a few ms for thousands
+  if (dense.length) { repaintColumns(ids); return; }
   const w = S.laneW || 800, [a, b] = S.view, f = filters();
   for (const id of new Set(ids)) {
     if (!id) continue;
@@ -758,7 +835,7 @@ async function sendNow(action, game, seq) {
   if (made) payload.made_revision = made.revision;
   let res;
   try {
-    res = await call('edit', { game, action: payload, cursor: S.cursorId, author: author() });
+    res = await postEdit({ game, action: payload, cursor: S.cursorId, author: author() });
   } catch (err) {
     status(`not saved: ${err}`, 'error'); return;
   }
@@ -851,7 +928,7 @@ $('help-button').addEventListener('click', () => { $('help').hidden = !$('help')
 $('reviewed-button').addEventListener('click', toggleReviewed);
 $('team-toggle').addEventListener('click', (ev) => { const b = ev.target.closest('button'); if (b) setTeam(b.dataset.team); });
 $('game-select').addEventListener('change', () => openGame(Number($('game-select').value)));
-$('game-select').addEventListener('focus', () => loadGames(false));
+$('game-select').addEventListener('focus', loadGames);
 $('author').value = localStorage.getItem('ballspot.author') || '';
 $('author').addEventListener('change', () => {
   localStorage.setItem('ballspot.author', author());
@@ -865,4 +942,4 @@ watch('goto_game', () => {
   const g = props.goto_game;
   if (g && g.game !== undefined) openGame(Number(g.game));
 });
-loadGames(true);
+start();

@@ -90,6 +90,16 @@ def start_game(store: Store, version: str | None) -> int | None:
     return max(pending, key=lambda p: (p[0], -p[1]))[1] if pending else None
 
 
+def first_game(store: Store, version: str | None, last: int | None = None) -> int | None:
+    """The game the review screen opens on: :func:`start_game`'s, else ``last`` (the one this
+    browser had open) while it exists, else the first game; None when there are no games."""
+    start = start_game(store, version)
+    if start is not None:
+        return start
+    ids = [g["id"] for g in store.games()]
+    return last if last in ids else (ids[0] if ids else None)
+
+
 def game_choices(store: Store) -> list[tuple[str, int]]:
     """Picker entries: name, split, labels and review progress of each game."""
     progress = review_progress(store)

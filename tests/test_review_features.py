@@ -11,7 +11,7 @@ import pytest
 from conftest import annotation, make_game
 from core.export import export
 from core.ingest import import_source
-from core.review import edit, game_choices, open_game, start_game, team_vocabulary
+from core.review import edit, first_game, game_choices, open_game, start_game, team_vocabulary
 from core.store import Store
 
 GAME = "league/2024/a v b"
@@ -220,7 +220,13 @@ def test_the_screen_opens_on_the_game_with_the_most_pending_predictions(store, w
     for p in store.predictions(game, "v1") + store.predictions(other, "v1"):
         if p["status"] == "pending":
             store.reject(p["id"])
-    assert start_game(store, "v1") is None  # nothing pending: the client reopens its last game
+    assert start_game(store, "v1") is None  # nothing pending: the screen reopens its last game
+    assert first_game(store, "v1", last=other) == other
+    first = store.games()[0]["id"]
+    assert first_game(store, "v1", last=None) == first  # no last game: the picker's first
+    assert first_game(store, "v1", last=999) == first  # a last game since deleted: the same
+    store.add_predictions("v1", other, [(90, "SHOT", "home", 0.4)])
+    assert first_game(store, "v1", last=game) == other  # pending predictions come before the last game
 
 
 # --------------------------------------------------------------------------- jobs as the Models tab shows them

@@ -57,9 +57,15 @@ def server_call(client: httpx.Client, url: str, fn: str, data, **headers) -> htt
                        headers={"Content-Type": "application/json", **headers})
 
 
+def edit_call(client: httpx.Client, url: str, data, **headers) -> httpx.Response:
+    """An edit as the review screen posts it, to its own route."""
+    return client.post(url + "ballspot/edit", content=json.dumps(data),
+                       headers={"Content-Type": "application/json", **headers})
+
+
 def add_label(client, url, frame, **headers) -> httpx.Response:
-    return server_call(client, url, "edit", {"game": 1, "cursor": 0, "author": "x",
-                                             "action": {"op": "add", "frame": frame, "label": "SHOT"}}, **headers)
+    return edit_call(client, url, {"game": 1, "cursor": 0, "author": "x",
+                                   "action": {"op": "add", "frame": frame, "label": "SHOT"}}, **headers)
 
 
 def labels(ws: Workspace) -> list[tuple[int, str, str | None]]:
@@ -90,12 +96,13 @@ def test_json_endpoints_refuse_other_content_types(app, ws):
     text/plain as JSON."""
     before = labels(ws)
     with httpx.Client() as client:
-        body = {"session_hash": "t", "component_id": review_id(client, app), "fn_name": "edit",
-                "data": {"game": 1, "cursor": 0, "action": {"op": "add", "frame": 31, "label": "SHOT"}}}
-        for ctype in ("text/plain", "application/x-www-form-urlencoded", ""):
-            answer = client.post(app + "gradio_api/component_server", content=json.dumps(body),
-                                 headers={"Content-Type": ctype} if ctype else {})
-            assert answer.status_code == 415, (ctype, answer.text)
+        edit = {"game": 1, "cursor": 0, "action": {"op": "add", "frame": 31, "label": "SHOT"}}
+        gradio = {"session_hash": "t", "component_id": review_id(client, app), "fn_name": "sync", "data": edit}
+        for path, body in (("ballspot/edit", edit), ("gradio_api/component_server", gradio)):
+            for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""):
+                answer = client.post(app + path, content=json.dumps(body),
+                                     headers={"Content-Type": ctype} if ctype else {})
+                assert answer.status_code == 415, (path, ctype, answer.text)
         answer = client.post(app + "gradio_api/queue/join", content="{}", headers={"Content-Type": "text/plain"})
         assert answer.status_code == 415
     assert labels(ws) == before
@@ -105,24 +112,25 @@ def test_json_endpoints_refuse_other_content_types(app, ws):
 def test_a_host_the_app_does_not_serve_is_refused(app, host):
     """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reads nothing."""
     with httpx.Client() as client:
-        for method, path in (("GET", ""), ("GET", "config"), ("GET", "ballspot/video/1"),
-                             ("POST", "gradio_api/component_server")):
+        for method, path in (("GET", ""), ("GET", "config"), ("GET", "ballspot/video/1"), ("GET", "ballspot/game/1"),
+                             ("GET", "ballspot/start"), ("POST", "gradio_api/component_server"),
+                             ("POST", "ballspot/edit")):
             answer = client.request(method, app + path, headers={"Host": host})
             assert answer.status_code == 421 and "--allowed-host" in answer.text, (method, path)
 
 
 def test_another_origin_reads_nothing(app):
     """Gradio's CORS answers any localhost origin with credentials; another page must not read
-    the config, the videos or the API's answers, nor embed the videos."""
+    the config, the videos, a game's events or the API's answers, nor embed the videos."""
     with httpx.Client() as client:
         for origin in ("http://localhost:3000", "http://evil.example"):
-            for path in ("config", "ballspot/video/1", "gradio_api/info"):
+            for path in ("config", "ballspot/video/1", "ballspot/game/1", "ballspot/start", "gradio_api/info"):
                 answer = client.get(app + path, headers={"Origin": origin, "Range": "bytes=0-10"})
                 assert not any(k.lower().startswith("access-control-") for k in answer.headers), (origin, path)
         for mode in ("cors", "no-cors"):
-            answer = client.get(app + "ballspot/video/1", headers={"Sec-Fetch-Site": "cross-site",
-                                                                   "Sec-Fetch-Mode": mode})
-            assert answer.status_code == 403
+            for path in ("ballspot/video/1", "ballspot/game/1", "ballspot/start?last=1"):
+                answer = client.get(app + path, headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": mode})
+                assert answer.status_code == 403 and "GOAL" not in answer.text, (mode, path)
         # A link from another site still opens the app (a top-level navigation).
         page = client.get(app, headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})
         assert page.status_code == 200
@@ -166,9 +174,9 @@ MALFORMED = [
     ("component_server", "not json"),
     ("component_server", "[]"),
     ("component_server", "{}"),
-    ("component_server", json.dumps({"session_hash": "s", "component_id": "x", "fn_name": "edit", "data": {}})),
-    ("component_server", json.dumps({"session_hash": "s", "component_id": 99999, "fn_name": "edit", "data": {}})),
-    ("component_server", json.dumps({"session_hash": "s", "component_id": 0, "fn_name": "edit", "data": {}})),
+    ("component_server", json.dumps({"session_hash": "s", "component_id": "x", "fn_name": "sync", "data": {}})),
+    ("component_server", json.dumps({"session_hash": "s", "component_id": 99999, "fn_name": "sync", "data": {}})),
+    ("component_server", json.dumps({"session_hash": "s", "component_id": 0, "fn_name": "sync", "data": {}})),
     ("component_server", json.dumps({"session_hash": 5, "component_id": None, "fn_name": [], "data": {}})),
 ]
 EDITS = [
@@ -185,9 +193,11 @@ EDITS = [
     {"game": 1, "action": {"op": "delete", "id": "l" + "9" * 40, "revision": 1}},
     {"game": 1, "action": {"op": "undo"}, "cursor": "x"}, {"game": 1, "action": {"op": "redo"}, "cursor": 2**70},
 ]
+#: Bodies of the edit route that are not an edit at all: not JSON, not UTF-8, too large.
+EDIT_BODIES = ["not json", "", "{", b"\xff\xfe", json.dumps({"game": 1, "pad": "x" * 20_000})]
 OTHERS = [("filmstrip", {"game": 1}), ("filmstrip", {"game": 1, "frame": "x"}),
           ("filmstrip", {"game": 1, "frame": 2**70}),
-          ("open_game", {"game": "abc"}), ("open_game", {}), ("sync", {"game": 1, "cursor": "x"}),
+          ("frame_image", {"game": 1, "frame": "x"}), ("sync", {"game": 1, "cursor": "x"}),
           ("score_curve", {"game": "x"}), ("review_queue", {"game": None}), ("nonexistent", {}), ("__init__", {})]
 
 
@@ -201,15 +211,29 @@ def test_malformed_calls_get_a_clear_answer_never_a_500(app, ws):
             answers.append(client.post(app + f"gradio_api/{route}", content=body,
                                        headers={"Content-Type": "application/json"}))
         for data in EDITS:
-            answers.append(server_call(client, app, "edit", data))
+            answers.append(edit_call(client, app, data))
+        for body in EDIT_BODIES:
+            answers.append(client.post(app + "ballspot/edit", content=body,
+                                       headers={"Content-Type": "application/json"}))
         for fn, data in OTHERS:
             answers.append(server_call(client, app, fn, data))
-        for path in ("ballspot/video/x", "ballspot/video/99", "ballspot/video/-1", "ballspot/video/" + "9" * 40):
+        for path in ("ballspot/video/x", "ballspot/video/99", "ballspot/video/-1", "ballspot/video/" + "9" * 40,
+                     "ballspot/game/x", "ballspot/game/99", "ballspot/game/-1", "ballspot/game/" + "9" * 40,
+                     "ballspot/game/1.5", "ballspot/start?last=x", "ballspot/start?last=" + "9" * 40,
+                     "ballspot/start?last=-3"):
             answers.append(client.get(app + path))
-    assert len(answers) >= 37
+    assert len(answers) >= 61
     for answer in answers:
         assert answer.status_code < 500, (answer.request.content[:200], answer.text[:300])
         assert "Traceback" not in answer.text and 'File "' not in answer.text
+        if answer.request.url.path.endswith("ballspot/edit"):  # always JSON: an error, or a refused edit
+            reply = answer.json()
+            assert reply.get("error") if answer.status_code == 400 else reply.get("ok") is False, \
+                (answer.request.content[:300], answer.status_code, answer.text)
+        if "/ballspot/game/" in answer.request.url.path:  # JSON naming what is not there
+            assert answer.status_code == 404 and "no game" in answer.json()["error"].lower(), answer.text
+        if answer.request.url.path.endswith("ballspot/start"):  # a last game that is not one: the first game
+            assert answer.status_code == 200 and answer.json()["game"]["game"]["id"] == 1, answer.text[:300]
         if answer.status_code == 200 and answer.request.url.path.endswith("component_server"):
             reply = answer.json()
             assert isinstance(reply, dict) and (reply.get("error") or reply.get("ok") is False), \
@@ -283,12 +307,16 @@ def test_with_logins_the_author_is_the_session_user(auth_app, ws):
         review_id(client, auth_app)
     with httpx.Client() as client:
         assert add_label(client, auth_app, 40).status_code == 401  # no login, no edit
-        assert client.get(auth_app + "ballspot/video/1").status_code == 401
+        for path in ("ballspot/video/1", "ballspot/game/1", "ballspot/start"):  # nor a read
+            answer = client.get(auth_app + path)
+            assert answer.status_code == 401 and "GOAL" not in answer.text, path
         assert login(client, auth_app, "alice", PASSWORD).status_code == 200
-        answer = server_call(client, auth_app, "edit", {"game": 1, "cursor": 0, "author": "mallory",
-                                                        "action": {"op": "add", "frame": 41, "label": "CROSS"}})
+        answer = edit_call(client, auth_app, {"game": 1, "cursor": 0, "author": "mallory",
+                                              "action": {"op": "add", "frame": 41, "label": "CROSS"}})
         assert answer.json()["ok"], answer.text
         assert client.get(auth_app + "ballspot/video/1").status_code == 200
+        assert client.get(auth_app + "ballspot/game/1").json()["game"]["id"] == 1
+        assert client.get(auth_app + "ballspot/start").json()["game"]["game"]["id"] == 1
     assert (41, "CROSS", "alice") in labels(ws)
     assert not any(author == "mallory" for _, _, author in labels(ws))
 
@@ -298,8 +326,7 @@ def test_with_logins_undo_is_scoped_to_the_session_user(auth_app, ws):
         bobs = store.add_label(1, 44, "OUT", "home", author="bob")
     with httpx.Client() as client:
         assert login(client, auth_app, "alice", PASSWORD).status_code == 200
-        answer = server_call(client, auth_app, "edit", {"game": 1, "cursor": 0, "author": "bob",
-                                                        "action": {"op": "undo"}})
+        answer = edit_call(client, auth_app, {"game": 1, "cursor": 0, "author": "bob", "action": {"op": "undo"}})
         assert answer.status_code == 200
     with Store.open(ws) as store:
         assert store.label(bobs["id"])["frame"] == 44  # alice's undo never reaches bob's edit
@@ -371,8 +398,10 @@ def test_a_remote_user_sees_no_server_paths(ws, tmp_path):
         assert login(client, url, "alice", PASSWORD).status_code == 200
         page = client.get(url + "config").text
         assert str(ws.root) not in page
-        opened = server_call(client, url, "open_game", {"game": 1}).json()
+        opened = client.get(url + "ballspot/game/1").json()
         assert str(ws.root.parent) not in json.dumps(opened) and opened["video_url"].endswith("video/1")
+        first = client.get(url + "ballspot/start").text
+        assert str(ws.root.parent) not in first and str(ROOT) not in first
         assert str(ROOT) not in page and "configs/" not in page  # config names, not server paths
         # A failing job's log (a traceback with the server's paths) reaches a remote user as names.
         with Store.open(ws) as store:
@@ -414,11 +443,9 @@ def test_a_page_on_another_origin_cannot_edit_in_a_browser(app, ws, tmp_path):
         pytest.skip("Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright
 
-    with httpx.Client() as client:
-        body = {"session_hash": "attack", "component_id": review_id(client, app), "fn_name": "edit",
-                "data": {"game": 1, "cursor": 0, "action": {"op": "add", "frame": 50, "label": "GOAL"}}}
+    body = {"game": 1, "cursor": 0, "action": {"op": "add", "frame": 50, "label": "GOAL"}}
     (tmp_path / "index.html").write_text(ATTACK_PAGE % {"body": json.dumps(body),
-                                                        "target": json.dumps(app + "gradio_api/component_server")})
+                                                        "target": json.dumps(app + "ballspot/edit")})
     port = free_port()
     handler = lambda *a: SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
     evil = HTTPServer(("127.0.0.1", port), handler)
