@@ -904,6 +904,7 @@ document.addEventListener('keydown', (ev) => {
   else if (k === 'n') jump(1);
   else if (k === 'p') jump(-1);
   else if (KEYS.includes(k) && !ev.shiftKey) { video.pause(); send({ op: 'add', frame: S.frame, label: S.classes[KEYS.indexOf(k)], team: S.team }); }
+  else if (k === 'a' && sel && sel.kind === 'label' && sel.model) status(`${sel.label} at ${clock(sel.frame)} is already accepted (r rejects it, Delete removes it)`);
   else if (k === 'a') sel && sel.kind === 'prediction' ? edit({ op: 'accept' }) : status('a accepts a selected prediction', 'error');
   else if (k === 'r' && sel && sel.kind === 'label' && sel.model) send({ op: 'reject', id: `p${sel.prediction}`, revision: sel.prediction_revision });
   else if (k === 'r') sel && sel.kind === 'prediction' ? edit({ op: 'reject' }) : status('r rejects a selected prediction', 'error');

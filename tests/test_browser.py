@@ -199,6 +199,10 @@ def test_keyboard_edits_land_in_the_store_and_survive_a_reload(page, workspace):
     assert page.locator(f"#timeline .bs-marker[data-id='{pid}']").count() == 0
     assert page.locator(f"#timeline .bs-marker[data-id='l{made['id']}']").get_attribute("data-status") == "accepted"
     assert page.locator(f"#timeline .bs-marker[data-id='{oid}']").get_attribute("data-status") == "rejected"
+    # `a` on it again says so (it is the label now, not a prediction to accept) and changes nothing.
+    page.locator(f"#timeline .bs-marker[data-id='l{made['id']}']").click()
+    page.keyboard.press("a")
+    assert "already accepted" in status(page) and page.locator("#edit-status").get_attribute("data-kind") == "info"
     # Undo after the reload still works: it comes from the store's history.
     with saved(page):
         page.keyboard.press("Control+z")
