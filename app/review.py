@@ -6,8 +6,8 @@ over ``core.review``; the store commits before any of them returns.
 Why routes of its own: an edit is the call an analyst waits on, dozens of times a minute, and
 a plain Starlette route behind the server's guard (same origin, JSON only, allowed Host,
 login) does none of the work Gradio's ``component_server`` does per call. And the first game
-is asked for by a script in the page's head (:data:`HEAD`) while Gradio's own code still
-loads, so the server assembles it then, not later while it is busy serving Gradio's modules.
+is asked for by a script in the page's head (:data:`HEAD`) while Gradio still loads its
+components' code, so the server assembles it then, not later while it is busy serving them.
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from starlette.responses import JSONResponse, Response
 from core.errors import BallspotError
 from core.active import review_queue
 from core import review
-from core.review import delta, filmstrip, first_game, game_choices, open_game, score_curve
+from core.review import MAX_BULK, delta, filmstrip, first_game, game_choices, open_game, score_curve
 from core.versions import active_version
 from core.store import Store
 from core.video import open_game_video
 from core.workspace import Workspace
 
-from app.server import video_url
+from app.server import url_id, video_url
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 #: Height in pixels of a filmstrip frame shown enlarged over the player.
@@ -41,13 +41,15 @@ ENLARGED_HEIGHT = 540
 EDIT_ROUTE = "/ballspot/edit"
 GAME_ROUTE = "/ballspot/game/{game_id}"
 START_ROUTE = "/ballspot/start"
-#: In the page's head: asks for the first screen as the page starts (with the game this browser
-#: had open last), before Gradio's code has loaded; the review screen takes the answer.
+#: In the page's head: asks for the first screen (with the game this browser had open last) as
+#: soon as Gradio has read its config, before it loads the components' code and builds the
+#: page; the review screen takes the answer.
 HEAD = ("<script>window.ballspotStart = fetch(" + json.dumps(START_ROUTE) + " + '?last=' + "
         "encodeURIComponent(localStorage.getItem('ballspot.game') || ''), {credentials: 'same-origin'})"
         ".then((r) => r.ok ? r.json() : null).catch(() => null);</script>")
-#: The largest edit body read; an edit is a few hundred bytes.
-MAX_EDIT_BYTES = 16 * 1024
+#: The largest edit body read: a bulk action names up to MAX_BULK predictions (id and revision,
+#: about 30 bytes each); any other edit is a few hundred bytes.
+MAX_EDIT_BYTES = 64 * MAX_BULK + 4096
 #: Who is logged in, from a request (None without a login): the session decides, never the client.
 Users = Callable[[object], "str | None"]
 log = logging.getLogger("ballspot.review")
@@ -64,9 +66,10 @@ def _payload(data) -> dict:
 
 def _game_id(data: dict) -> int:
     value = data.get("game")
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
-        raise BallspotError(f"'game' must be a game id, not {value!r}")
-    return int(value)
+    gid = url_id(str(value)) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    if gid is None:
+        raise BallspotError(f"'game' must be a game id, not {str(value)[:40]!r}")
+    return gid
 
 
 def answers_errors(public: Callable[[str], str]):
@@ -120,7 +123,7 @@ async def _json_body(request: Request, limit: int) -> object:
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise BallspotError(f"an edit is at most {limit} bytes")
+            raise BallspotError(f"an edit is at most {limit} bytes (a bulk action at most {MAX_BULK} predictions)")
     try:
         return json.loads(body)
     except ValueError as exc:
@@ -166,17 +169,17 @@ def mount(server, store: Store, *, users: Users | None = None, public: Callable[
         return handle
 
     def game(request: Request) -> str:
-        gid = request.path_params["game_id"]
-        if not gid.isdigit() or len(gid) > 18:
-            raise BallspotError(f"no game {gid[:40]!r}")
-        return game_text(store, int(gid))
+        gid = url_id(request.path_params["game_id"])
+        if gid is None:
+            raise BallspotError(f"no game {request.path_params['game_id'][:40]!r}")
+        return game_text(store, gid)
 
     def start(request: Request) -> str:
-        last = request.query_params.get("last", "")
-        return start_text(store, int(last) if last.isdigit() and len(last) <= 18 else None)
+        return start_text(store, url_id(request.query_params.get("last", "")))
 
     @answers_errors(public)
     def edit(data, request: Request) -> dict:
+        data = _payload(data)  # an object (or one in a list) before anything reads it
         return apply_edit(store, data, edit_author(users, request, data), public)
 
     async def post_edit(request: Request) -> JSONResponse:

@@ -56,6 +56,12 @@ LOGIN_WINDOW_S = 60.0
 VIDEO_ROUTE = "/ballspot/video/{game_id}"
 
 
+def url_id(text: str) -> int | None:
+    """A whole number in a URL (a game id, ``?last=``): ASCII digits only, at most 18 of them
+    (``str.isdigit`` also accepts "²", which ``int`` refuses, and "١", which it reads as 1)."""
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
+
+
 def video_url(game_id: int) -> str:
     return VIDEO_ROUTE.format(game_id=int(game_id))
 
@@ -219,28 +225,44 @@ class AssetCache:
     compresses each one again for every request (brotli, in the server's one event loop), so
     on a small machine the page waits on the server. The files under ``/assets/`` carry a hash
     of their content in their names and those under ``/static/`` ship with Gradio: neither
-    changes while the server runs. Only complete 200 answers to plain GETs are kept, per
-    ``Accept-Encoding``; they are public (Gradio serves them without a login)."""
+    changes while the server runs. They are public (Gradio serves them without a login).
+
+    What no request can make it keep for others: only whole 200 answers to plain GETs without
+    a query string or a range are kept, each under the encoding Gradio's compression chose for
+    it (brotli, gzip or none, read from the first ``Accept-Encoding`` as Gradio reads it; a
+    request with two is passed through), without the headers that belong to one request
+    (CORS, cookies); and no more than ``MAX_TOTAL`` bytes in all."""
 
     PREFIXES = ("/assets/", "/static/")
     #: Larger answers are not kept (Gradio's largest script is well under it).
     MAX_BYTES = 4 << 20
+    #: All answers kept, together (Gradio's assets take about 10 MB in all encodings).
+    MAX_TOTAL = 64 << 20
+    #: Headers of one request's answer, never replayed to another.
+    PERSONAL = (b"access-control-", b"set-cookie")
 
     def __init__(self, app: ASGIApp):
         self.app = app
-        self.kept: dict[tuple[str, str, str], tuple[int, list, bytes]] = {}
+        self.kept: dict[tuple[str, str], tuple[list, bytes]] = {}
+        self.size = 0
+
+    @staticmethod
+    def encoding(values: list[bytes]) -> str:
+        """What Gradio's compression answers a request with these ``Accept-Encoding`` values."""
+        first = values[0].decode("latin-1") if values else ""
+        return "br" if "br" in first else "gzip" if "gzip" in first else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(self.PREFIXES):
+        if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(self.PREFIXES) \
+                or scope.get("query_string"):
             return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        if b"range" in headers:
+        names = [k.lower() for k, _ in scope["headers"]]
+        if b"range" in names or names.count(b"accept-encoding") > 1:
             return await self.app(scope, receive, send)
-        key = (scope["path"], scope.get("query_string", b"").decode("latin-1"),
-               headers.get(b"accept-encoding", b"").decode("latin-1"))
+        key = (scope["path"], self.encoding([v for k, v in scope["headers"] if k.lower() == b"accept-encoding"]))
         if key in self.kept:
-            status, answer_headers, body = self.kept[key]
-            await send({"type": "http.response.start", "status": status, "headers": answer_headers})
+            headers, body = self.kept[key]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
         start: dict = {}
@@ -252,11 +274,15 @@ class AssetCache:
             elif message["type"] == "http.response.body":
                 parts.append(message.get("body", b""))
                 if not message.get("more_body") and start.get("status") == 200:
-                    body = b"".join(parts)
-                    if len(body) <= self.MAX_BYTES:
-                        self.kept[key] = (200, list(start.get("headers", [])), body)
+                    self._keep(key, start.get("headers", []), b"".join(parts))
             await send(message)
         await self.app(scope, receive, keep)
+
+    def _keep(self, key: tuple[str, str], headers: list, body: bytes) -> None:
+        if key in self.kept or len(body) > self.MAX_BYTES or self.size + len(body) > self.MAX_TOTAL:
+            return
+        self.kept[key] = ([(k, v) for k, v in headers if not k.lower().startswith(self.PERSONAL)], body)
+        self.size += len(body)
 
 
 # --------------------------------------------------------------------------- the video route
@@ -294,11 +320,11 @@ def video_endpoint(store: Store, user: Callable[[Request], str | None],
     def serve(request: Request) -> Response:
         if needs_login and not user(request):
             return PlainTextResponse("log in first", status_code=401)
-        gid = request.path_params["game_id"]
-        if not gid.isdigit() or len(gid) > 18:
-            return PlainTextResponse(f"no game {gid[:40]!r}", status_code=404)
+        gid = url_id(request.path_params["game_id"])
+        if gid is None:
+            return PlainTextResponse(f"no game {request.path_params['game_id'][:40]!r}", status_code=404)
         try:
-            game = store.game(int(gid))
+            game = store.game(gid)
             f = open_game_video(game)
         except BallspotError as exc:
             return PlainTextResponse(public(str(exc)), status_code=404)

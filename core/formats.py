@@ -130,7 +130,7 @@ def _parse_position(value: Any) -> int:
         ms = value
     elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         ms = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.isascii():
         ms = int(value.strip())
     else:
         raise ValueError(f"position {value!r} is not a whole number of milliseconds")

@@ -432,7 +432,7 @@ def run_and_hand_over(workspace: Workspace, job_id: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """``python -m core.jobs WORKSPACE JOB_ID``: what ``spawn`` starts."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or not args[1].isdigit():
+    if len(args) != 2 or not (args[1].isdigit() and args[1].isascii()):
         print("usage: python -m core.jobs WORKSPACE JOB_ID", file=sys.stderr)
         return 2
     job = run_and_hand_over(Workspace.at(args[0]), int(args[1]))

@@ -185,7 +185,8 @@ class EditResult:
 
 
 def _parse_id(event_id: str) -> tuple[str, int]:
-    if not isinstance(event_id, str) or len(event_id) < 2 or event_id[0] not in "lp" or not event_id[1:].isdigit():
+    if not (isinstance(event_id, str) and len(event_id) >= 2 and event_id[0] in "lp" and event_id[1:].isdigit()
+            and event_id.isascii()):
         raise BallspotError(f"not an event id: {event_id!r}")
     return ("labels" if event_id[0] == "l" else "predictions"), int(event_id[1:])
 
@@ -196,7 +197,7 @@ def _whole(value: Any, what: str) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 30:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.isascii() and len(value) < 30:
         return int(value)
     raise BallspotError(f"{what} {str(value)[:40]!r} is not a whole number")
 

@@ -192,9 +192,12 @@ EDITS = [
     {"game": 1, "action": {"op": "move", "id": "l1", "revision": 1, "by": 2**80}},
     {"game": 1, "action": {"op": "delete", "id": "l" + "9" * 40, "revision": 1}},
     {"game": 1, "action": {"op": "undo"}, "cursor": "x"}, {"game": 1, "action": {"op": "redo"}, "cursor": 2**70},
+    {"game": "\u00b2", "action": {"op": "undo"}},  # digits int() refuses, or reads as 1
+    {"game": "\u0661", "action": {"op": "add", "frame": 5, "label": "PASS"}},
+    {"game": 1, "action": {"op": "delete", "id": "l\u0661", "revision": 1}},
 ]
 #: Bodies of the edit route that are not an edit at all: not JSON, not UTF-8, too large.
-EDIT_BODIES = ["not json", "", "{", b"\xff\xfe", json.dumps({"game": 1, "pad": "x" * 20_000})]
+EDIT_BODIES = ["not json", "", "{", b"\xff\xfe", "null", "[]", "[5]", json.dumps({"game": 1, "pad": "x" * 2_000_000})]
 OTHERS = [("filmstrip", {"game": 1}), ("filmstrip", {"game": 1, "frame": "x"}),
           ("filmstrip", {"game": 1, "frame": 2**70}),
           ("frame_image", {"game": 1, "frame": "x"}), ("sync", {"game": 1, "cursor": "x"}),
@@ -219,13 +222,15 @@ def test_malformed_calls_get_a_clear_answer_never_a_500(app, ws):
             answers.append(server_call(client, app, fn, data))
         for path in ("ballspot/video/x", "ballspot/video/99", "ballspot/video/-1", "ballspot/video/" + "9" * 40,
                      "ballspot/game/x", "ballspot/game/99", "ballspot/game/-1", "ballspot/game/" + "9" * 40,
-                     "ballspot/game/1.5", "ballspot/start?last=x", "ballspot/start?last=" + "9" * 40,
-                     "ballspot/start?last=-3"):
+                     "ballspot/game/1.5", "ballspot/game/%C2%B2", "ballspot/game/%D9%A1", "ballspot/video/%C2%B2",
+                     "ballspot/start?last=x", "ballspot/start?last=" + "9" * 40, "ballspot/start?last=-3",
+                     "ballspot/start?last=%C2%B2"):
             answers.append(client.get(app + path))
-    assert len(answers) >= 61
+    assert len(answers) >= 71
     for answer in answers:
         assert answer.status_code < 500, (answer.request.content[:200], answer.text[:300])
         assert "Traceback" not in answer.text and 'File "' not in answer.text
+        assert "failed on the server" not in answer.text, (answer.request.content[:200], answer.text[:300])
         if answer.request.url.path.endswith("ballspot/edit"):  # always JSON: an error, or a refused edit
             reply = answer.json()
             assert reply.get("error") if answer.status_code == 400 else reply.get("ok") is False, \
@@ -239,6 +244,24 @@ def test_malformed_calls_get_a_clear_answer_never_a_500(app, ws):
             assert isinstance(reply, dict) and (reply.get("error") or reply.get("ok") is False), \
                 (answer.request.content[:300], answer.text)
             assert str(ROOT) not in answer.text
+    assert labels(ws) == before
+
+
+def test_a_bulk_action_of_the_most_predictions_fits_an_edit_and_a_larger_body_is_refused(app, ws):
+    """Accepting what the filters show names every prediction: the edit route reads as many as
+    a bulk action may name (core.review.MAX_BULK), and refuses a larger body, saying why."""
+    from app.review import MAX_EDIT_BYTES
+    from core.review import MAX_BULK
+
+    before = labels(ws)
+    events = [{"id": f"p{10_000_000 + k}", "revision": 123} for k in range(MAX_BULK)]
+    bulk = {"game": 1, "cursor": 0, "action": {"op": "bulk", "decision": "accept", "threshold": 0.5, "events": events}}
+    with httpx.Client(timeout=60) as client:
+        answer = edit_call(client, app, bulk)  # read whole; refused for what it names, not for its size
+        assert answer.status_code == 200 and answer.json()["ok"] is False, answer.text[:300]
+        assert "10000000" in answer.json()["message"], answer.text[:300]
+        large = edit_call(client, app, {**bulk, "pad": "x" * MAX_EDIT_BYTES})
+        assert large.status_code == 400 and "at most" in large.json()["error"], large.text[:300]
     assert labels(ws) == before
 
 
