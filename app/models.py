@@ -9,6 +9,7 @@ from small JSON values the one-second timer sends.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,8 +38,9 @@ def _score(value: float | None) -> str:
 
 def _jobs_value(jobs: list[dict], selected: int | None, public: Callable[[str], str] = str) -> dict:
     """What the job list draws: each job as ``core.jobview.job_view`` reads it, and which one
-    the log and chart follow."""
-    return {"jobs": [job_view(j, public=public) for j in jobs], "selected": selected}
+    the log and chart follow; ``polled`` changes with every poll, so the list knows the timer
+    runs (assets/models.js wakes it when it does not)."""
+    return {"jobs": [job_view(j, public=public) for j in jobs], "selected": selected, "polled": time.monotonic()}
 
 
 def _models_frame(store: Store) -> pd.DataFrame:
@@ -272,6 +274,9 @@ def models_screen(store: Store, workspace: Workspace, public: Callable[[str], st
     infer_btn.click(do_infer, [infer_version, infer_games, tta], [submitted, job_pick], api_name="infer")
     jobs_list.pick_job(do_pick, None, [job_pick], api_visibility="private")
     jobs_list.cancel_job(do_cancel, None, [submitted], api_visibility="private")
+    # The list, shown and not polled (the Review tab's selection at page load can be handled
+    # after this tab's, and stop the timer this tab had started), starts it again.
+    jobs_list.wake(lambda: gr.Timer(active=True), None, [timer], api_visibility="private")
     activate_btn.click(do_activate, [pick], [models_table, submitted, job_pick], api_name="activate")
     pick.change(do_compare, [pick], [comparison], api_visibility="private")
     diff_btn.click(do_diff, [diff_old, diff_new, diff_game], [diff_table], api_name="diff")

@@ -70,8 +70,17 @@ if (root && root.dataset.widget === 'jobs') {
     const row = ev.target.closest('.bs-job');
     if (row) trigger('pick_job', { job: Number(row.dataset.id) });
   });
-  watch('value', render);
+  // The tab's timer polls the jobs every second while the tab is shown. A list on screen whose
+  // value has not changed for 3 s (each poll changes it) asks for the timer again.
+  let polled = Date.now();
+  watch('value', () => { polled = Date.now(); render(); });
   render();
+  setInterval(() => {
+    if (root.offsetParent !== null && !document.hidden && Date.now() - polled > 3000) {
+      polled = Date.now();
+      trigger('wake', {});
+    }
+  }, 1000);
 }
 
 if (root && root.dataset.widget === 'curve') {
