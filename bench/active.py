@@ -85,8 +85,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 from core.active import QueueConfig, QueueItem, dismiss_missed, review_queue  # noqa: E402
-from core.effort import (Effort, decision_seconds, follow_queue, from_scratch, judge, per_minutes,  # noqa: E402
-                         review_in_time_order)
+from core.effort import (Effort, best_cut, decision_seconds, follow_queue, from_scratch, judge,  # noqa: E402
+                         per_minutes, review_in_time_order)
 from core.ingest import import_source  # noqa: E402
 from core.jobs import InferParams, RetrainParams, reinfer, retrain, review_focus  # noqa: E402
 from core.labels import LABEL_FILE, ms_to_frame  # noqa: E402
@@ -711,6 +711,57 @@ def measure_wait(demo: Path, log) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- review cuts
+
+
+def review_cuts(data: Path, plan: Plan, log) -> dict:
+    """Would a review cut, chosen where reviewing costs least on another game, make reviewing the
+    new game cheaper? From a finished run's workspaces (no training): for each seed, round 0's
+    model and the queue's last, the cut is chosen on the seed's pool game (its true events
+    known to the bench, not to the model) and applied to the new game; the cut chosen on the new
+    game itself bounds what any cut can do."""
+    new_truth = truth_of(data / "games" / f"new-game-{plan.heldout_minutes:g}min")
+    rows = []
+    for seed in range(plan.seeds):
+        ws = Workspace.at(data / f"seed-{seed}" / "ws-queue")
+        pool_folder = data / "games" / f"pool-{seed}-{plan.pool_minutes:g}min"
+        if not ws.db_path.is_file() or not pool_folder.is_dir():
+            log(f"seed {seed}: no finished run in {data}; skipped")
+            continue
+        pool_truth = truth_of(next(pool_folder.rglob("truth.json")).parent)
+        with Store.open(ws) as store:
+            new = store.game(NEW_GAME)
+            pool = next(g for g in store.games() if g["split"] == "test" and g["id"] != new["id"])
+            for version in ("round0", store.models()[-1]["version"]):
+                on_pool, on_new = store.predictions(pool["id"], version), store.predictions(new["id"], version)
+                cut = best_cut(on_pool, pool_truth, pool["frame_count"])
+                bound = best_cut(on_new, new_truth, new["frame_count"])
+
+                def minutes(at: float) -> float:
+                    kept = [p for p in on_new if p["confidence"] >= at]
+                    return per_minutes(review_in_time_order(kept, new_truth, new["frame_count"], EFFORT),
+                                       new["frame_count"])
+                rows.append({"seed": seed, "version": version, "scratch": per_minutes(
+                                 from_scratch(new_truth, new["frame_count"], EFFORT), new["frame_count"]),
+                             "stored": minutes(0.0), "predictions": len(on_new), "cut": cut, "at_cut": minutes(cut),
+                             "kept": sum(p["confidence"] >= cut for p in on_new), "bound_cut": bound,
+                             "at_bound": minutes(bound), "none": minutes(2.0)})
+                r = rows[-1]
+                log(f"seed {seed} {version:>6}: scratch {r['scratch']:.1f} min; predictions in time order "
+                    f"{r['stored']:.1f} ({r['predictions']}); at the pool's cut {cut:.2f} {r['at_cut']:.1f} "
+                    f"({r['kept']}); at the best cut for this game ({bound:.2f}) {r['at_bound']:.1f}; "
+                    f"watching with no prediction {r['none']:.1f}")
+    for version in ("round0", "last"):
+        chosen = [r for r in rows if (r["version"] == "round0") == (version == "round0")]
+        if chosen:
+            mean = {k: statistics.mean(r[k] for r in chosen) for k in ("scratch", "stored", "at_cut", "at_bound")}
+            log(f"{version}, mean of {len(chosen)} seeds: scratch {mean['scratch']:.1f} min; time order "
+                f"{mean['stored']:.1f} ({mean['stored'] / mean['scratch']:.2f}x); at the pool's cut "
+                f"{mean['at_cut']:.1f} ({mean['at_cut'] / mean['scratch']:.2f}x); at the best cut "
+                f"{mean['at_bound']:.1f} ({mean['at_bound'] / mean['scratch']:.2f}x)")
+    return {"rows": rows}
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -735,6 +786,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one seed, two short rounds, tiny games: CI-sized")
     parser.add_argument("--resume", action="store_true", help="keep the (seed, strategy) runs already in the JSON")
     parser.add_argument("--wait", action="store_true", help="measure Retrain -> new predictions on the demo's games")
+    parser.add_argument("--cuts", action="store_true",
+                        help="from a finished run in --data: review minutes on the new game at a confidence cut "
+                             "chosen on the pool game (no training)")
     parser.add_argument("--demo", default="/tmp/ballspot-bench-demo",
                         help="--wait: the demo workspace (built if absent)")
     args = parser.parse_args(argv)
@@ -751,6 +805,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("seeds", "rounds", "budget", "config", "round_epochs", "round_samples"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
+    if args.cuts:
+        out = review_cuts(Path(args.data), plan, log)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "review_cuts.json").write_text(json.dumps(out, indent=2))
+        return 0
     import torch
     torch.set_num_threads(args.threads)
     if args.strategies:

@@ -242,3 +242,18 @@ def follow_queue(items: list[dict], predictions: list[dict], truth: list[dict], 
 def per_minutes(cost: Cost, n_frames: int, minutes: float = 10.0) -> float:
     """``cost`` in analyst minutes per ``minutes`` of game (every part scales with the game)."""
     return cost.minutes * minutes * 60 / max(game_seconds(n_frames), 1e-9)
+
+
+#: The confidences a review cut is chosen among (predictions are stored from 0.20).
+CUT_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def best_cut(predictions: list[dict], truth: list[dict], n_frames: int, effort: Effort = Effort(),
+             grid: Iterable[float] = CUT_GRID) -> float:
+    """The confidence at or above which reviewing a game's predictions in time order costs the
+    analyst least (:func:`review_in_time_order`): a higher cut leaves fewer false alarms to
+    reject and more missed events to add while watching. The lowest of equal costs."""
+    def cost(cut: float) -> float:
+        return review_in_time_order([p for p in predictions if p["confidence"] >= cut], truth, n_frames,
+                                    effort).minutes
+    return min(sorted(grid), key=cost)

@@ -6,7 +6,8 @@ import re
 import pytest
 
 from conftest import ROOT
-from core.effort import (KEYMAP, Effort, follow_queue, from_scratch, judge, per_minutes, review_in_time_order)
+from core.effort import (KEYMAP, Effort, best_cut, follow_queue, from_scratch, judge, per_minutes,
+                         review_in_time_order)
 
 E = Effort()
 
@@ -92,3 +93,18 @@ def test_following_the_queue():
     # Without its items the queue is the time-order review: the same decisions, the same misses.
     assert follow_queue([], preds, truth, n_frames).seconds == pytest.approx(
         review_in_time_order(preds, truth, n_frames).seconds)
+
+
+def test_the_best_review_cut_leaves_out_the_false_alarms_and_keeps_the_events():
+    """Twenty confident true predictions and forty false alarms at 0.3 or below: reviewing
+    costs least from just above the false alarms; true events predicted at 0.25 (cheaper to
+    accept than to add while watching) pull the cut down to keep them."""
+    n = 25 * 600
+    truth = [_ev(i, 500 + 600 * i) for i in range(20)]
+    hits = [_ev(100 + i, t["frame"], confidence=0.9) for i, t in enumerate(truth)]
+    alarms = [_ev(200 + i, 650 + 300 * i, "SHOT", confidence=0.2 + 0.1 * (i % 2)) for i in range(40)]
+    assert best_cut(hits + alarms, truth, n) == 0.35
+    low = [{**h, "confidence": 0.25} for h in hits[:10]] + hits[10:]
+    assert best_cut(low, truth, n) == 0.2
+    cost = review_in_time_order(hits, truth, n).minutes
+    assert review_in_time_order(hits + alarms, truth, n).minutes > cost  # each false alarm costs a rejection
