@@ -142,6 +142,7 @@ async function openGame(id, data) {
   if ($('game-select').value !== String(id)) $('game-select').value = String(id);
   $('game-select').title = data.game.name;
   $('model-version').textContent = data.version ? `model ${data.version}` : 'no model yet';
+  showReviewCut(data.review_cut, data.version);
   fillFilters(); showReviewed(); closeZoom();
   if (data.game.video) {
     $('no-video').hidden = true;
@@ -158,6 +159,22 @@ async function openGame(id, data) {
   if (!element.dataset.readyMs) element.dataset.readyMs = String(Math.round(performance.now()));
   status(`${data.game.name}: ${S.events.size} events (${element.dataset.openMs} ms)`);
 }
+// The model's review cut (core.effort.best_cut, measured on its validation games): one click
+// sets the confidence filter to it; the minimum back at 0 shows every prediction again.
+function showReviewCut(cut, version) {
+  const b = $('review-cut');
+  b.hidden = cut === null || cut === undefined;
+  if (b.hidden) return;
+  b.dataset.cut = String(cut);
+  b.textContent = `cut ≥ ${cut.toFixed(2)}`;
+  b.title = `Show ${version}'s predictions from ${cut.toFixed(2)} up: on its validation games, reviewing ` +
+    'cost least from there (fewer false alarms to reject, a few more events to add while watching). ' +
+    'Set the minimum back to 0 to see every prediction.';
+}
+$('review-cut').addEventListener('click', () => {
+  $('filter-min').value = $('review-cut').dataset.cut;
+  refreshList(); drawTimeline();
+});
 function hint(text) { const s = document.createElement('span'); s.className = 'bs-dim'; s.textContent = text; return s; }
 
 function fillFilters() {

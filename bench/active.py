@@ -734,8 +734,8 @@ def review_cuts(data: Path, plan: Plan, log) -> dict:
             pool = next(g for g in store.games() if g["split"] == "test" and g["id"] != new["id"])
             for version in ("round0", store.models()[-1]["version"]):
                 on_pool, on_new = store.predictions(pool["id"], version), store.predictions(new["id"], version)
-                cut = best_cut(on_pool, pool_truth, pool["frame_count"])
-                bound = best_cut(on_new, new_truth, new["frame_count"])
+                cut = best_cut([(on_pool, pool_truth, pool["frame_count"])])
+                bound = best_cut([(on_new, new_truth, new["frame_count"])])
 
                 def minutes(at: float) -> float:
                     kept = [p for p in on_new if p["confidence"] >= at]

@@ -22,7 +22,7 @@ from core.progress import Progress, at, part, quiet
 from core.runner import infer_games
 from core.store import Store
 from core.synth import RenderOptions, SynthConfig, generate_game
-from core.versions import score_version, set_active
+from core.versions import measure_review_cut, score_version, set_active
 from core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +75,7 @@ def build_demo(store: Store, workspace: Workspace, *, model: Path = DEMO_MODEL, 
                 progress=part(report, 0.65, 0.95, "the demo model spots events"))
     valid = score_version(store, DEMO_VERSION, [names[1]])
     metrics = {VALID_MAP: valid.mAP, "per_class": valid.per_class, "support": valid.support,
+               "review_cut": measure_review_cut(store, DEMO_VERSION, [names[1]]),
                "valid_games": [names[1]], "reviewed_labels": trained.get("reviewed_labels"), "trained": trained}
     store.set_model_metrics(DEMO_VERSION, metrics)  # measured here, like every retrained version
     set_active(store, DEMO_VERSION)

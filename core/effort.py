@@ -19,6 +19,7 @@ reviewer uses the same judge, so their decisions and their costs agree.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
@@ -116,15 +117,27 @@ class Judgement:
     missed: list[dict] = field(default_factory=list)
 
 
-def _nearest(rows: Iterable[dict], frame: int, window: int, taken: set[int], label: str | None = None) -> dict | None:
-    best = None
-    for r in rows:
-        if id(r) in taken or (label is not None and r["label"] != label):
-            continue
-        d = abs(r["frame"] - frame)
-        if d <= window and (best is None or d < abs(best["frame"] - frame)):
-            best = r
-    return best
+class _ByFrame:
+    """True events sorted by frame, for the nearest one to a frame: a window's candidates by
+    bisection, not a scan of the game (``best_cut`` judges a full match a dozen times)."""
+
+    def __init__(self, rows: list[dict]):
+        self.order = sorted(range(len(rows)), key=lambda k: rows[k]["frame"])
+        self.rows = rows
+        self.frames = [rows[k]["frame"] for k in self.order]
+
+    def nearest(self, frame: int, window: int, taken: set[int], label: str | None = None) -> dict | None:
+        """The closest row within ``window`` frames not taken (of ``label``, if given); of equally
+        close ones, the first in the rows' own order."""
+        best, key = None, None
+        for k in self.order[bisect_left(self.frames, frame - window):bisect_right(self.frames, frame + window)]:
+            r = self.rows[k]
+            if id(r) in taken or (label is not None and r["label"] != label):
+                continue
+            candidate = (abs(r["frame"] - frame), k)
+            if key is None or candidate < key:
+                best, key = r, candidate
+        return best
 
 
 def judge(predictions: list[dict], truth: list[dict], near: int = NEAR, claimed: Iterable[dict] = ()) -> Judgement:
@@ -136,18 +149,19 @@ def judge(predictions: list[dict], truth: list[dict], near: int = NEAR, claimed:
     class happened there (relabel). Otherwise rejected. True events already labelled
     (``claimed``, the same dict objects as in ``truth``) are taken. ``missed``: true events left."""
     taken = {id(t) for t in claimed}
+    events = _ByFrame(truth)
     out = Judgement()
     ordered = sorted(predictions, key=lambda p: -p.get("confidence", 0.0))
     pending = []
     for p in ordered:
-        t = _nearest(truth, p["frame"], near, taken, p["label"])
+        t = events.nearest(p["frame"], near, taken, p["label"])
         if t is None:
             pending.append(p)
             continue
         taken.add(id(t))
         out.verdicts[p["id"]] = Verdict("accept", t, t["frame"] - p["frame"], t["team"] != p["team"])
     for p in pending:
-        t = _nearest(truth, p["frame"], near, taken)
+        t = events.nearest(p["frame"], near, taken)
         if t is not None:
             taken.add(id(t))
             out.verdicts[p["id"]] = Verdict("relabel", t, t["frame"] - p["frame"])
@@ -248,12 +262,15 @@ def per_minutes(cost: Cost, n_frames: int, minutes: float = 10.0) -> float:
 CUT_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def best_cut(predictions: list[dict], truth: list[dict], n_frames: int, effort: Effort = Effort(),
+def best_cut(games: Iterable[tuple[list[dict], list[dict], int]], effort: Effort = Effort(),
              grid: Iterable[float] = CUT_GRID) -> float:
-    """The confidence at or above which reviewing a game's predictions in time order costs the
-    analyst least (:func:`review_in_time_order`): a higher cut leaves fewer false alarms to
-    reject and more missed events to add while watching. The lowest of equal costs."""
+    """The confidence at or above which reviewing games' predictions in time order costs the
+    analyst least, all ``(predictions, true events, frames)`` games together
+    (:func:`review_in_time_order`): a higher cut leaves fewer false alarms to reject and more
+    missed events to add while watching. The lowest of equal costs."""
+    games = list(games)
+
     def cost(cut: float) -> float:
-        return review_in_time_order([p for p in predictions if p["confidence"] >= cut], truth, n_frames,
-                                    effort).minutes
+        return sum(review_in_time_order([p for p in preds if p["confidence"] >= cut], truth, n, effort).minutes
+                   for preds, truth, n in games)
     return min(sorted(grid), key=cost)

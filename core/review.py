@@ -22,7 +22,7 @@ from core.infer import load_curves
 from core.labels import CLASS_INDEX, CLASSES, DEFAULT_VISIBILITY, FPS, TEAMS_ROLE, TEAMS_SIDE, VISIBILITIES, clock
 from core.labels import team_vocabulary as labels_team_vocabulary
 from core.store import Store
-from core.versions import active_version, review_progress
+from core.versions import active_version, review_cut, review_progress
 from core.video import read_frames
 from core.workspace import Workspace
 
@@ -144,6 +144,7 @@ def open_game(store: Store, game: int | str, version: str | None = None) -> dict
                  "width": g["width"], "height": g["height"]},
         "version": version, "events": events, "classes": list(CLASSES), "colours": CLASS_COLOURS,
         "teams": list(team_vocabulary(store, g["id"])), "reviewed": g["fully_reviewed"], "cursor": cursor,
+        "review_cut": review_cut(store, version),
     }
 
 

@@ -90,6 +90,23 @@ def valid_map(row: dict) -> float | None:
     return row["metrics"].get(VALID_MAP)
 
 
+def measure_review_cut(store: Store, version: str, games: list[str]) -> float:
+    """The review cut of ``version`` from its stored predictions on labelled ``games``
+    (``core.effort.best_cut``), for a version whose training did not measure it."""
+    from core.effort import best_cut
+
+    rows = [store.game(name) for name in games]
+    return best_cut([(store.predictions(g["id"], version), store.labels(g["id"]), int(g["frame_count"] or 0))
+                     for g in rows])
+
+
+def review_cut(store: Store, version: str | None) -> float | None:
+    """The confidence at or above which reviewing ``version``'s predictions cost an analyst
+    least on its validation games (training measures it: ``core.effort.best_cut``); None
+    without a version, or for one trained before it was measured."""
+    return store.model(version)["metrics"].get("review_cut") if version else None
+
+
 def compare(store: Store, new: str, old: str | None) -> dict:
     """Validation mAP@1, overall and per class, of a new version beside the one it replaces."""
     a = store.model(new)["metrics"]

@@ -254,10 +254,16 @@ def demo_app(tmp_path_factory):
 
 
 def test_retrain_from_the_ui_shows_progress_and_the_new_version(browser, demo_app, request):
+    from core.effort import CUT_GRID
+
     url, ws = demo_app
+    with Store.open(ws) as store:  # the demo measured its model's review cut on its validation game
+        cut = store.model("demo")["metrics"]["review_cut"]
+    assert cut in CUT_GRID
     with browsing(browser, request, viewport={"width": 1400, "height": 1000}) as pg:
         pg.goto(url)
         wait_ready(pg)
+        assert pg.locator("#review-cut").inner_text() == f"cut \u2265 {cut:.2f}"
         pg.get_by_role("tab", name="Models").click()
         assert "no run yet" in pg.locator("#job-plot").inner_text()  # before any job, the chart says so
         pg.locator("#retrain input").first.click()
@@ -367,6 +373,38 @@ def _two(store: Store) -> tuple[int, int]:
     games = store.games()
     video = next(g["id"] for g in games if g["video_path"])
     return video, next(g["id"] for g in games if g["id"] != video)
+
+
+def test_the_models_review_cut_is_one_click_on_the_confidence_filter(browser, analyst_app, request):
+    """A version's review cut (measured in training) is offered beside the confidence filter;
+    a click shows only the predictions from it up; a version without one offers nothing."""
+    url, ws, video_game, side_game = analyst_app
+    confidences = """() => [...document.querySelectorAll('#events .bs-row')]
+        .map((r) => r.children[5].textContent).filter(Boolean).map(Number)"""
+    with Store.open(ws) as store:
+        metrics = store.model("v1")["metrics"]
+        store.set_model_metrics("v1", {**metrics, "review_cut": 0.5})
+    try:
+        with browsing(browser, request, viewport={"width": 1440, "height": 900}) as pg:
+            pg.goto(url)
+            wait_ready(pg)
+            pg.select_option("#game-select", str(side_game))
+            pg.wait_for_function("() => document.querySelector('#game-select').title.includes('left v right')")
+            cut = pg.locator("#review-cut")
+            assert cut.is_visible() and cut.inner_text() == "cut \u2265 0.50"
+            assert "0 to see every" in cut.get_attribute("title")
+            assert min(pg.evaluate(confidences)) < 0.5
+            cut.click()
+            assert pg.locator("#filter-min").input_value() == "0.5"
+            shown = pg.evaluate(confidences)
+            assert shown and min(shown) >= 0.5, shown
+    finally:
+        with Store.open(ws) as store:
+            store.set_model_metrics("v1", metrics)
+    with browsing(browser, request, viewport={"width": 1440, "height": 900}) as pg:
+        pg.goto(url)
+        wait_ready(pg)
+        assert not pg.locator("#review-cut").is_visible()
 
 
 def test_review_walkthrough_of_the_analysts_features(browser, analyst_app, request):

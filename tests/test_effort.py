@@ -103,8 +103,13 @@ def test_the_best_review_cut_leaves_out_the_false_alarms_and_keeps_the_events():
     truth = [_ev(i, 500 + 600 * i) for i in range(20)]
     hits = [_ev(100 + i, t["frame"], confidence=0.9) for i, t in enumerate(truth)]
     alarms = [_ev(200 + i, 650 + 300 * i, "SHOT", confidence=0.2 + 0.1 * (i % 2)) for i in range(40)]
-    assert best_cut(hits + alarms, truth, n) == 0.35
+    assert best_cut([(hits + alarms, truth, n)]) == 0.35
     low = [{**h, "confidence": 0.25} for h in hits[:10]] + hits[10:]
-    assert best_cut(low, truth, n) == 0.2
+    assert best_cut([(low, truth, n)]) == 0.2
+    # Games are costed together: ten true events at 0.25 in one outweigh two alarms at 0.3 in
+    # another (alone, that one is cheapest from 0.35).
+    two = [a for a in alarms if a["confidence"] > 0.25][:2]
+    assert best_cut([(hits + two, truth, n)]) == 0.35
+    assert best_cut([(hits + two, truth, n), (low, truth, n)]) == 0.2
     cost = review_in_time_order(hits, truth, n).minutes
     assert review_in_time_order(hits + alarms, truth, n).minutes > cost  # each false alarm costs a rejection

@@ -207,6 +207,15 @@ def test_a_side_labelled_game_reviews_left_and_right(store, workspace, tmp_path,
     assert not mixed.ok and "mix" in mixed.message and store.dump() == before
 
 
+def test_a_game_opens_with_its_models_review_cut(store, game):
+    """The review screen offers the active version's review cut (measured in training); a
+    version trained before it was measured, or no version, offers none."""
+    assert open_game(store, game, "v1")["review_cut"] is None
+    store.set_model_metrics("v1", {**store.model("v1")["metrics"], "review_cut": 0.45})
+    assert open_game(store, game, "v1")["review_cut"] == 0.45
+    store.set_model_metrics("v1", {k: v for k, v in store.model("v1")["metrics"].items() if k != "review_cut"})
+
+
 def test_the_screen_opens_on_the_game_with_the_most_pending_predictions(store, workspace, tmp_path, game):
     assert start_game(store, None) is None
     make_game(tmp_path / "src2", "league/2024/e v f", [annotation(5)])

@@ -347,6 +347,12 @@ def test_tiny_training_fits_a_short_game_well_above_the_untrained_model(tmp_path
         row = train(config, store, workspace, out=tmp_path / "run")
     trained = row["metrics"]["valid_map@1"]
     assert trained >= 0.25 and trained >= 2 * untrained["mAP@1"], (trained, untrained["mAP@1"])
+    # The version carries its review cut: where reviewing its validation predictions cost least.
+    from core.effort import CUT_GRID
+    from core.versions import review_cut
+    with Store.open(workspace) as store:
+        assert row["metrics"]["review_cut"] in CUT_GRID and review_cut(store, row["version"]) == \
+            row["metrics"]["review_cut"]
 
 
 def test_augmentation_moves_the_ball_track_with_the_picture():

@@ -25,8 +25,10 @@ import torch.nn.functional as F
 import yaml
 from timm.utils import ModelEmaV3
 
+from core.effort import best_cut
 from core.errors import BallspotError
 from core.infer import InferConfig, events_from_scores, frame_scores
+from core.labels import ms_to_frame
 from core.formats import prediction_dict
 from core.metrics import GameEvents, average_map
 from core.model import BallActionModel, load_torch_file, normalise, save
@@ -298,7 +300,8 @@ def _end_epoch(run: Run, model: BallActionModel, opt: Optimisation, valid_games:
     record = {"epoch": epoch, "loss": totals.loss / steps, "class_loss": totals.class_loss / steps,
               "lr": opt.scheduler.get_last_lr()[0],
               "samples_per_s": totals.samples * run.world / max(totals.seconds, 1e-9),
-              VALID_MAP: metrics["mAP@1"], "per_class": metrics["per_class"], "support": metrics["support"]}
+              VALID_MAP: metrics["mAP@1"], "per_class": metrics["per_class"], "support": metrics["support"],
+              "review_cut": metrics["review_cut"]}
     history.append(record)
     with open(out / "progress.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -324,7 +327,7 @@ def _register(run: Run, store: Store, history: list[dict], train_games: list[Gam
     shutil.copytree(out / "best", final)
     best_record = max(history, key=lambda r: r_map if (r_map := record_map(r)) is not None else -1)
     metrics = {VALID_MAP: record_map(best_record), "per_class": best_record["per_class"],
-               "support": best_record.get("support", {}),
+               "support": best_record.get("support", {}), "review_cut": best_record.get("review_cut"),
                "epochs": len(history), "train_games": [g.url_local for g in train_games],
                "valid_games": [g.url_local for g in valid_games],
                "reviewed_labels": int(sum(len(g.events) for g in train_games))}
@@ -335,11 +338,13 @@ def _register(run: Run, store: Store, history: list[dict], train_games: list[Gam
 
 
 def validate(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device) -> dict:
-    """mAP@1 on the validation games with the given (EMA) weights."""
+    """mAP@1 on the validation games with the given (EMA) weights, and the review cut: the
+    confidence at or above which reviewing their predictions costs an analyst least
+    (``core.effort.best_cut``; the review screen offers it as its confidence filter)."""
     if not games:
-        return {"mAP@1": None, "per_class": {}, "support": {}}
+        return {"mAP@1": None, "per_class": {}, "support": {}, "review_cut": None}
     model.eval()
-    entries = []
+    entries, reviewed = [], []
     infer = InferConfig(batch=config.valid_batch, tta=False, device=str(device))
     for g in games:
         with g.stream(tuple(config.model.input_size)) as frames:
@@ -347,9 +352,13 @@ def validate(model: BallActionModel, games: list[GameData], config: TrainConfig,
         events = events_from_scores(scores, infer, config.model.team_mode)
         preds = [prediction_dict(e.frame, e.label, e.team, e.confidence) for e in events]
         entries.append(GameEvents(g.url_local, g.labels, preds))
+        truth = [{"frame": ms_to_frame(int(a["position"])), "label": a["label"], "team": a["team"]} for a in g.labels]
+        reviewed.append(([{"id": k, "frame": e.frame, "label": e.label, "team": e.team, "confidence": e.confidence}
+                          for k, e in enumerate(events)], truth, g.n_frames))
     result = average_map(entries, "at1")
     # support: validation events per class; a class with none has no score to show (n/a, not 0).
-    return {"mAP@1": result.mAP, "per_class": result.per_class, "support": result.support}
+    return {"mAP@1": result.mAP, "per_class": result.per_class, "support": result.support,
+            "review_cut": best_cut(reviewed)}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
