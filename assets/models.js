@@ -75,8 +75,12 @@ if (root && root.dataset.widget === 'jobs') {
   let polled = Date.now();
   watch('value', () => { polled = Date.now(); render(); });
   render();
+  let shown = false;
   setInterval(() => {
-    if (root.offsetParent !== null && !document.hidden && Date.now() - polled > 3000) {
+    const now = root.offsetParent !== null && !document.hidden;
+    if (now && !shown) polled = Date.now();  // just shown: the tab's own selection starts the timer
+    shown = now;
+    if (now && Date.now() - polled > 3000) {
       polled = Date.now();
       trigger('wake', {});
     }

@@ -11,7 +11,7 @@ const S = {
   game: null, fps: 25, frames: 1, events: new Map(), list: [], cursorId: 0, version: null,
   classes: [], colours: [], teams: ['home', 'away'], team: 'home', frame: 0, selected: null,
   view: [0, 1], sort: ['frame', 1], curve: null, curveLabel: null, busy: 0, rowH: 24, openSeq: 0,
-  reviewed: null, login: null, zoomFrame: null,
+  reviewed: null, login: null, zoomFrame: null, cut: null, cutOn: false,
 };
 const video = $('player');
 const canvas = $('timeline-canvas');
@@ -159,20 +159,27 @@ async function openGame(id, data) {
   if (!element.dataset.readyMs) element.dataset.readyMs = String(Math.round(performance.now()));
   status(`${data.game.name}: ${S.events.size} events (${element.dataset.openMs} ms)`);
 }
-// The model's review cut (core.effort.best_cut, measured on its validation games): one click
-// sets the confidence filter to it; the minimum back at 0 shows every prediction again.
+// The model's review cut (core.effort.best_cut, measured on its validation games): a toggle
+// that hides the pending predictions under it (labels, accepted and rejected ones stay). On,
+// it follows the model: a newer version's cut applies at once, a version without one turns it
+// off.
 function showReviewCut(cut, version) {
   const b = $('review-cut');
-  b.hidden = cut === null || cut === undefined;
+  S.cut = typeof cut === 'number' ? cut : null;
+  if (S.cut === null) S.cutOn = false;
+  b.hidden = S.cut === null;
   if (b.hidden) return;
-  b.dataset.cut = String(cut);
-  b.textContent = `cut ≥ ${cut.toFixed(2)}`;
-  b.title = `Show ${version}'s predictions from ${cut.toFixed(2)} up: on its validation games, reviewing ` +
-    'cost least from there (fewer false alarms to reject, a few more events to add while watching). ' +
-    'Set the minimum back to 0 to see every prediction.';
+  b.textContent = `cut ≥ ${S.cut.toFixed(2)}`;
+  b.classList.toggle('on', S.cutOn);
+  b.setAttribute('aria-pressed', S.cutOn ? 'true' : 'false');
+  b.title = (S.cutOn ? `Showing ${version}'s pending predictions from ${S.cut.toFixed(2)} up; click to show all. `
+    : `Show only ${version}'s pending predictions from ${S.cut.toFixed(2)} up. `) +
+    'On its validation games, reviewing cost least from there (fewer false alarms to reject, a few more ' +
+    'events to add while watching). Those under it stay pending: turn the cut off to reject them in bulk.';
 }
 $('review-cut').addEventListener('click', () => {
-  $('filter-min').value = $('review-cut').dataset.cut;
+  S.cutOn = !S.cutOn;
+  showReviewCut(S.cut, S.version);
   refreshList(); drawTimeline();
 });
 function hint(text) { const s = document.createElement('span'); s.className = 'bs-dim'; s.textContent = text; return s; }
@@ -225,6 +232,7 @@ function filters() {
   return {
     cls: $('filter-class').value, team: $('filter-team').value, source: $('filter-source').value,
     status: $('filter-status').value, min: Number($('filter-min').value || 0), max: Number($('filter-max').value || 1),
+    cut: S.cutOn ? S.cut : null,
   };
 }
 function passes(e, f) {
@@ -235,6 +243,7 @@ function passes(e, f) {
   if ((f.source === 'human' || f.source === 'imported') && (e.kind !== 'label' || e.source !== f.source)) return false;
   if (f.status && e.status !== f.status) return false;
   if (e.confidence !== null && (e.confidence < f.min || e.confidence > f.max)) return false;
+  if (f.cut !== null && e.kind === 'prediction' && e.status === 'pending' && e.confidence < f.cut) return false;
   return true;
 }
 function refreshList() {

@@ -118,8 +118,9 @@ class Judgement:
 
 
 class _ByFrame:
-    """True events sorted by frame, for the nearest one to a frame: a window's candidates by
-    bisection, not a scan of the game (``best_cut`` judges a full match a dozen times)."""
+    """True events sorted by (whole-number) frame, for the nearest one to a frame: a window's
+    candidates by bisection, not a scan of the game (``best_cut`` judges a full match a dozen
+    times)."""
 
     def __init__(self, rows: list[dict]):
         self.order = sorted(range(len(rows)), key=lambda k: rows[k]["frame"])
@@ -263,12 +264,15 @@ CUT_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def best_cut(games: Iterable[tuple[list[dict], list[dict], int]], effort: Effort = Effort(),
-             grid: Iterable[float] = CUT_GRID) -> float:
+             grid: Iterable[float] = CUT_GRID) -> float | None:
     """The confidence at or above which reviewing games' predictions in time order costs the
     analyst least, all ``(predictions, true events, frames)`` games together
     (:func:`review_in_time_order`): a higher cut leaves fewer false alarms to reject and more
-    missed events to add while watching. The lowest of equal costs."""
-    games = list(games)
+    missed events to add while watching. The lowest of equal costs. A game without true events
+    says nothing (every prediction would count as a false alarm): None when no game has any."""
+    games = [g for g in games if g[1]]
+    if not games:
+        return None
 
     def cost(cut: float) -> float:
         return sum(review_in_time_order([p for p in preds if p["confidence"] >= cut], truth, n, effort).minutes

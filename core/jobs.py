@@ -397,7 +397,7 @@ def reinfer(store: Store, workspace: Workspace, params: InferParams, report: Rep
     ``activate``, the version becomes the active one."""
     from core.infer import InferConfig
     from core.runner import infer_games, resolve_model
-    from core.versions import active_version, hand_over
+    from core.versions import active_version, hand_over, measure_review_cut
 
     version, folder = resolve_model(store, params.version)
     source = params.carry_from if params.carry_from is not None else active_version(store)
@@ -408,6 +408,10 @@ def reinfer(store: Store, workspace: Workspace, params: InferParams, report: Rep
                        progress=lambda step: report(at(0.95 * step.fraction, f"inference {step.text}")),
                        on_stored=kept.__setitem__, gpus=params.gpus)
     inferred = [name for name, _ in done]
+    measured = [g for g in store.model(version)["metrics"].get("valid_games", []) if g in inferred]
+    cut = measure_review_cut(store, version, measured) if measured else None
+    if cut is not None:  # the cut of the confidences now stored (flip TTA or not), not validation's own
+        store.set_model_metrics(version, {**store.model(version)["metrics"], "review_cut": cut})
     step = "carrying review decisions over" + (f" and activating {version}" if params.activate else "")
     with _last_write(store, report, step):
         handed = hand_over(store, version, source, inferred, activate=params.activate, author=params.author)

@@ -90,9 +90,10 @@ def valid_map(row: dict) -> float | None:
     return row["metrics"].get(VALID_MAP)
 
 
-def measure_review_cut(store: Store, version: str, games: list[str]) -> float:
-    """The review cut of ``version`` from its stored predictions on labelled ``games``
-    (``core.effort.best_cut``), for a version whose training did not measure it."""
+def measure_review_cut(store: Store, version: str, games: list[str]) -> float | None:
+    """The review cut of ``version`` from its stored predictions on ``games`` and their labels
+    (``core.effort.best_cut``; None when none is labelled): for the demo model, and after an
+    inference, whose confidences (with flip TTA) are not validation's."""
     from core.effort import best_cut
 
     rows = [store.game(name) for name in games]
@@ -104,7 +105,8 @@ def review_cut(store: Store, version: str | None) -> float | None:
     """The confidence at or above which reviewing ``version``'s predictions cost an analyst
     least on its validation games (training measures it: ``core.effort.best_cut``); None
     without a version, or for one trained before it was measured."""
-    return store.model(version)["metrics"].get("review_cut") if version else None
+    value = store.model(version)["metrics"].get("review_cut") if version else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def compare(store: Store, new: str, old: str | None) -> dict:

@@ -375,15 +375,20 @@ def _two(store: Store) -> tuple[int, int]:
     return video, next(g["id"] for g in games if g["id"] != video)
 
 
-def test_the_models_review_cut_is_one_click_on_the_confidence_filter(browser, analyst_app, request):
-    """A version's review cut (measured in training) is offered beside the confidence filter;
-    a click shows only the predictions from it up; a version without one offers nothing."""
+def test_the_models_review_cut_hides_the_pending_predictions_under_it_and_nothing_else(browser, analyst_app,
+                                                                                      request):
+    """A version's review cut (measured in training) is a toggle beside the filters: on, the
+    pending predictions under it are hidden, labels and decided predictions stay, and the
+    confidence range is left as it was; off, everything is back; a version without a cut
+    offers none."""
     url, ws, video_game, side_game = analyst_app
-    confidences = """() => [...document.querySelectorAll('#events .bs-row')]
-        .map((r) => r.children[5].textContent).filter(Boolean).map(Number)"""
+    rows = """() => [...document.querySelectorAll('#events .bs-row')].map((r) => [r.className,
+        r.children[5].textContent])"""
     with Store.open(ws) as store:
         metrics = store.model("v1")["metrics"]
         store.set_model_metrics("v1", {**metrics, "review_cut": 0.5})
+        low = next(p for p in store.predictions(side_game, "v1") if p["confidence"] < 0.5 and p["status"] == "pending")
+        store.reject(low["id"], reviewer="ana")  # decided: stays shown under the cut
     try:
         with browsing(browser, request, viewport={"width": 1440, "height": 900}) as pg:
             pg.goto(url)
@@ -391,16 +396,23 @@ def test_the_models_review_cut_is_one_click_on_the_confidence_filter(browser, an
             pg.select_option("#game-select", str(side_game))
             pg.wait_for_function("() => document.querySelector('#game-select').title.includes('left v right')")
             cut = pg.locator("#review-cut")
-            assert cut.is_visible() and cut.inner_text() == "cut \u2265 0.50"
-            assert "0 to see every" in cut.get_attribute("title")
-            assert min(pg.evaluate(confidences)) < 0.5
+            assert cut.inner_text() == "cut \u2265 0.50" and cut.get_attribute("aria-pressed") == "false"
+            everything = pg.locator("#event-count").inner_text()
+            before = pg.evaluate(rows)
+            assert any("pending" in c and t and float(t) < 0.5 for c, t in before)
             cut.click()
-            assert pg.locator("#filter-min").input_value() == "0.5"
-            shown = pg.evaluate(confidences)
-            assert shown and min(shown) >= 0.5, shown
+            assert cut.get_attribute("aria-pressed") == "true" and "click to show all" in cut.get_attribute("title")
+            assert pg.locator("#filter-min").input_value() == "0"
+            after = pg.evaluate(rows)
+            assert not any("pending" in c and t and float(t) < 0.5 for c, t in after), after
+            assert any("rejected" in c for c, _ in after) and any("label" in c.split() for c, _ in after)
+            assert len(after) < len(before) and pg.locator("#event-count").inner_text() != everything
+            cut.click()
+            assert pg.locator("#event-count").inner_text() == everything
     finally:
         with Store.open(ws) as store:
             store.set_model_metrics("v1", metrics)
+            store.undo(side_game, author="ana")
     with browsing(browser, request, viewport={"width": 1440, "height": 900}) as pg:
         pg.goto(url)
         wait_ready(pg)

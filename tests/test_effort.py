@@ -106,10 +106,16 @@ def test_the_best_review_cut_leaves_out_the_false_alarms_and_keeps_the_events():
     assert best_cut([(hits + alarms, truth, n)]) == 0.35
     low = [{**h, "confidence": 0.25} for h in hits[:10]] + hits[10:]
     assert best_cut([(low, truth, n)]) == 0.2
-    # Games are costed together: ten true events at 0.25 in one outweigh two alarms at 0.3 in
-    # another (alone, that one is cheapest from 0.35).
-    two = [a for a in alarms if a["confidence"] > 0.25][:2]
-    assert best_cut([(hits + two, truth, n)]) == 0.35
-    assert best_cut([(hits + two, truth, n), (low, truth, n)]) == 0.2
+    # Games are costed together, not each on its own: one true event at 0.25 in the second game
+    # (alone: cheapest from 0.2) weighs less than ten false alarms at 0.3 in the first (alone:
+    # from 0.35), so together, 0.35: not the lower of the two, nor the last game's.
+    ten = [a for a in alarms if a["confidence"] > 0.25][:10]
+    one = [{**h, "confidence": 0.25} for h in hits[:1]] + hits[1:]
+    assert best_cut([(one, truth, n)]) == 0.2 and best_cut([(hits + ten, truth, n)]) == 0.35
+    assert best_cut([(hits + ten, truth, n), (one, truth, n)]) == 0.35
+    # A game without true events says nothing about a cut (its predictions are not all false
+    # alarms: nobody labelled it); with none, there is no cut.
+    assert best_cut([(hits + ten, truth, n), (alarms, [], n)]) == 0.35
+    assert best_cut([(alarms, [], n)]) is None and best_cut([]) is None
     cost = review_in_time_order(hits, truth, n).minutes
     assert review_in_time_order(hits + alarms, truth, n).minutes > cost  # each false alarm costs a rejection

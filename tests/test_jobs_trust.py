@@ -240,6 +240,25 @@ def test_re_running_the_active_version_keeps_decisions_made_while_it_infers(ws, 
         assert active_version(store) == v1
 
 
+def test_an_inference_on_the_validation_game_measures_the_review_cut_of_what_it_stored(ws, template,
+                                                                                      fake_inference):
+    """Training measures a version's review cut on its own (no TTA) validation confidences; an
+    inference that stores the version's predictions on its validation game measures it again on
+    those, the confidences the review screen filters."""
+    from core.effort import CUT_GRID
+    from core.versions import measure_review_cut, review_cut
+
+    v1, games = template["v1"], template["games"]
+    with Store.open(ws) as store:
+        valid = store.model(v1)["metrics"]["valid_games"]
+        assert valid and set(valid) <= set(games)
+        store.set_model_metrics(v1, {**store.model(v1)["metrics"], "review_cut": 0.123})  # not on the grid
+        reinfer(store, ws, InferParams(version=v1, games=[g for g in games if g not in valid]), quiet)
+        assert review_cut(store, v1) == 0.123  # the validation game not inferred: nothing to measure
+        reinfer(store, ws, InferParams(version=v1, games=games), quiet)
+        assert review_cut(store, v1) in CUT_GRID and review_cut(store, v1) == measure_review_cut(store, v1, valid)
+
+
 # --------------------------------------------------------------------------- activating by hand
 
 
