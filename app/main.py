@@ -121,7 +121,7 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
                 models = models_screen(store, workspace, public)
             with gr.Tab("Games", id="games") as games_tab:
                 games = gr.Dataframe(label="Games (click a row to review that game)", interactive=False,
-                                     elem_id="games-table")
+                                     elem_id="games-table", pinned_columns=1)
                 refresh_btn = gr.Button("Refresh", size="sm")
             with gr.Tab("Import", id="import") as import_tab:
                 with gr.Row():

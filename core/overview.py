@@ -47,8 +47,8 @@ def reviewed_note(mark: str | None) -> str:
 
 
 def games_table(store: Store) -> pd.DataFrame:
-    """Games with split, video status, labels per class, the active version's predictions and
-    review progress, and who marked the game fully reviewed, when."""
+    """Games with split, video status, the active version's predictions and review progress,
+    who marked the game fully reviewed, when, and labels (in all, then per class)."""
     games = store.games()
     counts = pd.DataFrame(store.label_counts(), columns=["game_id", "label", "n"])
     per_class = counts.pivot_table(index="game_id", columns="label", values="n", aggfunc="sum", fill_value=0)
@@ -67,5 +67,8 @@ def games_table(store: Store) -> pd.DataFrame:
         row["reviewed"] = f"{done}/{n_pred}" if n_pred else "-"
         row["fully reviewed"] = reviewed_note(g["fully_reviewed"])
         rows.append(row)
-    columns = ["game", "split", "video", *CLASS_ABBREV.values(), "labels", "predictions", "reviewed", "fully reviewed"]
+    # Review progress before the per-class counts: on a laptop the table scrolls sideways, and
+    # what a reviewer picks a game by must be on screen without it.
+    columns = ["game", "split", "video", "predictions", "reviewed", "fully reviewed", "labels",
+               *CLASS_ABBREV.values()]
     return pd.DataFrame(rows, columns=columns)

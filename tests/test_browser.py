@@ -491,7 +491,13 @@ def test_review_walkthrough_of_the_analysts_features(browser, analyst_app, reque
 
         # The Games tab shows the mark; clicking a game's row opens it for review.
         pg.get_by_role("tab", name="Games").click()
-        pg.locator("#games-table").get_by_text("carol, ").filter(visible=True).first.wait_for(timeout=10_000)
+        mark_cell = pg.locator("#games-table").get_by_text("carol, ").filter(visible=True).first
+        mark_cell.wait_for(timeout=10_000)
+        # Review progress and the mark are on screen at 1440 px, not behind a sideways scroll.
+        for cell in (mark_cell, pg.locator("#games-table th").get_by_text("reviewed", exact=True).first):
+            box = cell.bounding_box()
+            assert box and box["x"] + box["width"] <= pg.evaluate(
+                "document.querySelector('#games-table .virtual-table-viewport').getBoundingClientRect().right")
         pg.locator("#games-table").get_by_text(store.game(video_game)["url_local"], exact=True) \
             .filter(visible=True).first.click()
         pg.wait_for_function(f"() => document.querySelector('#game-select').value === '{video_game}' && "
