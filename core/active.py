@@ -20,6 +20,7 @@ ranking): items of rarer classes rank higher (``rare_boost``), and an item withi
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -28,8 +29,9 @@ from scipy.signal import find_peaks
 from core.errors import BallspotError
 from core.infer import InferConfig, load_curves, smooth
 from core.labels import CLASSES, FPS, TARGET_SOURCES, clock
+from core.nearby import FrameIndex
 from core.store import Store
-from core.versions import nearest, remembered
+from core.versions import remembered
 from core.workspace import Workspace
 
 
@@ -95,6 +97,7 @@ def _uncertain(store: Store, workspace: Workspace, game: dict, version: str, cfg
     prev_preds = store.predictions(game["id"], prev) if prev else []
     if not prev_preds:
         prev = None  # the earlier version never scored this game: nothing to disagree with
+    earlier = FrameIndex(prev_preds)
     items = []
     for p in preds:
         closeness = 1 - abs(p["confidence"] - cfg.threshold) / max(cfg.threshold, 1 - cfg.threshold)
@@ -107,7 +110,7 @@ def _uncertain(store: Store, workspace: Workspace, game: dict, version: str, cfg
             if g >= 0.15:
                 reasons.append(f"the flipped view disagrees by {g:.2f}")
         if prev:
-            same = nearest(prev_preds, p["frame"], p["label"], cfg.carry)
+            same = earlier.nearest(p["frame"], cfg.carry, p["label"])
             if same is None:
                 scores.append(1.0)
                 reasons.append(f"new in {version}: {prev} did not predict it")
@@ -157,22 +160,24 @@ def _consistency(store: Store, game: dict, cfg: QueueConfig, version: str | None
     """Flags on the labels, raised only where the neighbourhood is decided: a pending prediction
     near an event may be the very restart or shot the rule misses, so nothing is flagged there
     until it is accepted or rejected."""
-    labels = store.labels(game["id"])
-    pending = [p for p in store.predictions(game["id"], version) if p["status"] == "pending"] if version else []
+    labels = store.labels(game["id"])  # by frame
+    frames = [lab["frame"] for lab in labels]
+    pending = FrameIndex(p for p in store.predictions(game["id"], version) if p["status"] == "pending") \
+        if version else FrameIndex()
 
     def undecided(classes: set[str], start: float, end: float) -> bool:
-        return any(p["label"] in classes and start <= p["frame"] <= end for p in pending)
+        return any(p["label"] in classes for p in pending.between(start, end))
     items = []
     restarts = {"THROW IN", "FREE KICK", "PASS", "HIGH PASS", "CROSS"}
     shots = {"SHOT", "HEADER"}
     for i, lab in enumerate(labels):
-        after = [x for x in labels[i + 1:] if x["frame"] - lab["frame"] <= cfg.restart_s * FPS]
+        after = labels[i + 1:bisect_right(frames, lab["frame"] + cfg.restart_s * FPS)]
         if lab["label"] == "OUT" and not any(x["label"] in restarts for x in after) and \
                 not undecided(restarts, lab["frame"], lab["frame"] + cfg.restart_s * FPS):
             items.append(_flag(game, lab, f"OUT with no restart (throw-in, free kick, pass) in the next "
                                           f"{cfg.restart_s:.0f} s"))
-        if lab["label"] == "GOAL" and not any(x["label"] in shots and 0 <= lab["frame"] - x["frame"]
-                                              <= cfg.goal_before_s * FPS for x in labels[:i]) and \
+        before = labels[bisect_left(frames, lab["frame"] - cfg.goal_before_s * FPS):i]
+        if lab["label"] == "GOAL" and not any(x["label"] in shots for x in before) and \
                 not undecided(shots, lab["frame"] - cfg.goal_before_s * FPS, lab["frame"]):
             items.append(_flag(game, lab, f"GOAL with no SHOT or HEADER in the {cfg.goal_before_s:.0f} s before"))
         for x in labels[i + 1:]:
@@ -217,14 +222,15 @@ def _spread(items: list[QueueItem], spacing: int) -> list[QueueItem]:
     if spacing <= 0:
         return items
     first, later = [], []
-    taken: dict[int, list[int]] = {}
+    taken: dict[int, list[int]] = {}  # per game, the frames of the items kept first, sorted
     for it in items:
-        near = any(abs(f - it.frame) < spacing for f in taken.get(it.game_id, []))
-        if near and it.kind != "consistency":
+        frames = taken.setdefault(it.game_id, [])
+        at = bisect_right(frames, it.frame - spacing)  # the first frame after frame - spacing
+        if at < len(frames) and frames[at] < it.frame + spacing and it.kind != "consistency":
             later.append(it)
         else:
             first.append(it)
-            taken.setdefault(it.game_id, []).append(it.frame)
+            insort(frames, it.frame)
     return first + later
 
 

@@ -19,11 +19,11 @@ reviewer uses the same judge, so their decisions and their costs agree.
 """
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from core.labels import FPS
+from core.nearby import FrameIndex
 
 #: The review screen's keys for each action (``assets/review.js``'s keydown handler).
 KEYMAP: dict[str, str] = {"accept": "a", "reject": "r", "move_back": "[", "move_on": "]", "team": "t",
@@ -117,30 +117,6 @@ class Judgement:
     missed: list[dict] = field(default_factory=list)
 
 
-class _ByFrame:
-    """True events sorted by (whole-number) frame, for the nearest one to a frame: a window's
-    candidates by bisection, not a scan of the game (``best_cut`` judges a full match a dozen
-    times)."""
-
-    def __init__(self, rows: list[dict]):
-        self.order = sorted(range(len(rows)), key=lambda k: rows[k]["frame"])
-        self.rows = rows
-        self.frames = [rows[k]["frame"] for k in self.order]
-
-    def nearest(self, frame: int, window: int, taken: set[int], label: str | None = None) -> dict | None:
-        """The closest row within ``window`` frames not taken (of ``label``, if given); of equally
-        close ones, the first in the rows' own order."""
-        best, key = None, None
-        for k in self.order[bisect_left(self.frames, frame - window):bisect_right(self.frames, frame + window)]:
-            r = self.rows[k]
-            if id(r) in taken or (label is not None and r["label"] != label):
-                continue
-            candidate = (abs(r["frame"] - frame), k)
-            if key is None or candidate < key:
-                best, key = r, candidate
-        return best
-
-
 def judge(predictions: list[dict], truth: list[dict], near: int = NEAR, claimed: Iterable[dict] = ()) -> Judgement:
     """Each prediction's verdict against the true events (dicts with frame, label, team).
 
@@ -150,19 +126,19 @@ def judge(predictions: list[dict], truth: list[dict], near: int = NEAR, claimed:
     class happened there (relabel). Otherwise rejected. True events already labelled
     (``claimed``, the same dict objects as in ``truth``) are taken. ``missed``: true events left."""
     taken = {id(t) for t in claimed}
-    events = _ByFrame(truth)
+    events = FrameIndex(truth, key=id)  # truth rows need no id: taken by identity
     out = Judgement()
     ordered = sorted(predictions, key=lambda p: -p.get("confidence", 0.0))
     pending = []
     for p in ordered:
-        t = events.nearest(p["frame"], near, taken, p["label"])
+        t = events.nearest(p["frame"], near, p["label"], taken)
         if t is None:
             pending.append(p)
             continue
         taken.add(id(t))
         out.verdicts[p["id"]] = Verdict("accept", t, t["frame"] - p["frame"], t["team"] != p["team"])
     for p in pending:
-        t = events.nearest(p["frame"], near, taken)
+        t = events.nearest(p["frame"], near, None, taken)
         if t is not None:
             taken.add(id(t))
             out.verdicts[p["id"]] = Verdict("relabel", t, t["frame"] - p["frame"])

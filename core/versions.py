@@ -10,6 +10,7 @@ from core.errors import BallspotError
 from core.formats import annotation_dict, prediction_dict
 from core.labels import REVIEW_SOURCES, TARGET_SOURCES
 from core.metrics import VALID_MAP, GameEvents, MapResult, average_map
+from core.nearby import FrameIndex
 from core.store import Store
 from core.workspace import Workspace
 
@@ -133,19 +134,6 @@ def not_worse(store: Store, new: str, old: str | None) -> bool:
     return m_new is not None and (m_old is None or m_new >= m_old)
 
 
-def nearest(rows: list[dict], frame: int, label: str, window: int, exclude: set[int] | None = None) -> dict | None:
-    """The row of class ``label`` closest to ``frame`` within +-``window`` frames (the "same
-    event" test of carry-over, diff, the queue and the benchmark's oracle)."""
-    best = None
-    for r in rows:
-        if r["label"] != label or (exclude and r["id"] in exclude):
-            continue
-        d = abs(r["frame"] - frame)
-        if d <= window and (best is None or d < abs(best["frame"] - frame)):
-            best = r
-    return best
-
-
 def decisions(store: Store, game: int | str, version: str) -> list[dict]:
     """A version's decided predictions on a game, each with the label its acceptance made
     (so a corrected frame, class or team carries over too)."""
@@ -166,6 +154,11 @@ def remembered(store: Store, game: int | str, window: int = 2) -> list[dict]:
     what ``carry_over`` reads (id, frame, label, team, status, reviewer, made) and the version
     decided on (``model_version``; None for a label added by hand)."""
     labels = store.labels(game, sources=REVIEW_SOURCES)
+    by_label = FrameIndex(labels)
+    made_by: dict[int, dict] = {}  # a prediction's id -> the first label its accept made
+    for lab in labels:
+        if lab["prediction_id"]:
+            made_by.setdefault(lab["prediction_id"], lab)
     decided = [p for p in store.predictions(game) if p["status"] != "pending"]
     newest = sorted(decided, key=lambda p: (p["reviewed"] or "", p["id"]), reverse=True)
     makers: dict[int, list[dict]] = {}
@@ -174,8 +167,7 @@ def remembered(store: Store, game: int | str, window: int = 2) -> list[dict]:
             continue
         # Its label: the one it made, else (a re-run unlinks labels from replaced predictions)
         # the reviewed label of its class nearest to it; none means the accept was undone.
-        made = next((lab for lab in labels if lab["prediction_id"] == p["id"]), None) or \
-            nearest(labels, p["frame"], p["label"], window)
+        made = made_by.get(p["id"]) or by_label.nearest(p["frame"], window, p["label"])
         if made is not None:
             makers.setdefault(made["id"], []).append(p)
     accepted = []
@@ -188,11 +180,13 @@ def remembered(store: Store, game: int | str, window: int = 2) -> list[dict]:
                          "model_version": first["model_version"] if first else None,
                          "keys": [(lab["frame"], lab["label"])] + [(p["frame"], p["label"]) for p in preds]})
     rejected: list[dict] = []
+    rejected_by = FrameIndex()
     for p in newest:
-        if p["status"] != "rejected" or nearest(labels, p["frame"], p["label"], window) or \
-                nearest(rejected, p["frame"], p["label"], window):
+        if p["status"] != "rejected" or by_label.nearest(p["frame"], window, p["label"]) or \
+                rejected_by.nearest(p["frame"], window, p["label"]):
             continue
         rejected.append({**p, "made": None, "keys": [(p["frame"], p["label"])]})
+        rejected_by.add(rejected[-1])
     return accepted + rejected
 
 
@@ -203,10 +197,11 @@ def same_events(decided: list[dict], predictions: list[dict], window: int = 2,
     and the decisions no prediction is the event of."""
     taken: set[int] = set()
     pairs, unmatched = [], []
+    index = FrameIndex(predictions)
     for d in decided:
         match = None
         for frame, label in d.get("keys") or [(d["frame"], d["label"])]:
-            match = nearest(predictions, frame, label, window, taken)
+            match = index.nearest(frame, window, label, taken)
             if match is not None:
                 break
         if match is None:
@@ -363,17 +358,20 @@ def diff(store: Store, game: int | str, old: str, new: str, window: int = 12) ->
         raise BallspotError("compare two different versions")
     a, b = store.predictions(game, old), store.predictions(game, new)
     left, right = {p["id"]: p for p in a}, {p["id"]: p for p in b}
+    old_index, paired = FrameIndex(a), set()  # paired: ids of ``old``'s predictions no longer in ``left``
     out: list[DiffEntry] = []
     for rule in ("same", "moved", "reclassified"):
         for q in list(right.values()):
             if rule == "reclassified":
-                cands = [p for p in left.values() if p["label"] != q["label"] and abs(p["frame"] - q["frame"]) <= 2]
+                cands = [p for p in old_index.within(q["frame"], 2)
+                         if p["label"] != q["label"] and p["id"] not in paired]
                 p = min(cands, key=lambda p: abs(p["frame"] - q["frame"]), default=None)
             else:
-                p = nearest(list(left.values()), q["frame"], q["label"], 0 if rule == "same" else window)
+                p = old_index.nearest(q["frame"], 0 if rule == "same" else window, q["label"], paired)
             if p is None:
                 continue
             del left[p["id"]], right[q["id"]]
+            paired.add(p["id"])
             if rule != "same":
                 out.append(DiffEntry(rule, q["frame"], q["label"], p["frame"], p["label"], q["confidence"]))
     out += [DiffEntry("new", q["frame"], q["label"], confidence=q["confidence"]) for q in right.values()]

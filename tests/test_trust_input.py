@@ -219,6 +219,9 @@ def test_a_database_from_before_schema_2_is_migrated_and_checked_without_inode(w
         old = store.game(GAME)
         assert old["video_inode"] is None
         assert old["extra"] == {} and old["fully_reviewed"] is None  # schema 3 columns, empty
+        # schema 4: an accept's label is found by its prediction through an index
+        assert store.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'labels_prediction'"
+                                  ).fetchone()
         with video.open_game_video(old) as f:
             assert f.read() == clip.read_bytes()
         clip.write_bytes(b"x")

@@ -138,8 +138,14 @@ _SCHEMA_3 = [
     "ALTER TABLE games ADD COLUMN fully_reviewed TEXT",
 ]
 
+#: Schema 4: the label an accept made, found by its prediction. Every accept and reject looks it
+#: up, and without an index each one read every label of every game.
+_SCHEMA_4 = [
+    "CREATE INDEX labels_prediction ON labels (prediction_id)",
+]
+
 #: Migration ``i`` brings a database from schema version ``i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_SCHEMA_1, _SCHEMA_2, _SCHEMA_3]
+MIGRATIONS: list[list[str]] = [_SCHEMA_1, _SCHEMA_2, _SCHEMA_3, _SCHEMA_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
