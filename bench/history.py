@@ -15,7 +15,6 @@ index against the scan of every prediction it replaced. Target: each path under 
 """
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.ui import labelled_match
 from core.active import review_queue
-from core.ingest import import_source
-from core.labels import CLASSES, FPS, LABEL_FILE, game_time
+from core.labels import CLASSES, FPS
 from core.store import Store
 from core.versions import carry_over, diff, remembered, same_events
 from core.workspace import Workspace
@@ -37,16 +36,8 @@ TARGET_S = 1.0
 def build(root: Path) -> tuple[Workspace, int]:
     rng = np.random.default_rng(0)
     n = MINUTES * 60 * FPS
-    game = root / "src" / "bench" / "2024" / "full match"
-    game.mkdir(parents=True)
-    anns = [{"gameTime": game_time(int(f)), "label": CLASSES[int(rng.integers(12))], "position": str(int(f) * 40),
-             "team": "home", "visibility": "visible"} for f in np.sort(rng.choice(n - 100, LABELS, replace=False))]
-    (game / LABEL_FILE).write_text(json.dumps({"UrlLocal": "bench/2024/full match", "UrlYoutube": "",
-                                               "annotations": anns}))
-    ws = Workspace.at(root / "ws").ensure()
+    ws, gid = labelled_match(root, n, LABELS, rng)
     with Store.open(ws) as store:
-        import_source(store, root / "src", workspace=ws, split="test")
-        gid = store.games()[0]["id"]
         frames = rng.choice(n - 100, PREDICTIONS, replace=False)
         classes = [CLASSES[int(rng.integers(12))] for _ in frames]
         store.register_model("v1")

@@ -70,6 +70,23 @@ IN_PAGE_EDITS = """async () => {
 }"""
 
 
+def labelled_match(root: Path, n: int, events: int, rng: np.random.Generator) -> tuple[Workspace, int]:
+    """The game folder ``root/src/bench/2024/full match`` (its video, if any, written there
+    first) labelled with ``events`` events at random frames of its ``n``, classes and teams,
+    imported into a new workspace ``root/ws``; returns it and the game's id."""
+    game = root / "src" / "bench" / "2024" / "full match"
+    game.mkdir(parents=True, exist_ok=True)
+    frames = np.sort(rng.choice(n - 100, events, replace=False))
+    anns = [{"gameTime": game_time(int(f)), "label": CLASSES[int(rng.integers(12))], "position": str(int(f) * 40),
+             "team": ["home", "away"][int(rng.integers(2))], "visibility": "visible"} for f in frames]
+    (game / LABEL_FILE).write_text(json.dumps({"UrlLocal": "bench/2024/full match", "UrlYoutube": "",
+                                               "annotations": anns}))
+    ws = Workspace.at(root / "ws").ensure()
+    with Store.open(ws) as store:
+        import_source(store, root / "src", workspace=ws, split="test")
+        return ws, store.games()[0]["id"]
+
+
 def build(root: Path, minutes: float = MINUTES, events: int = EVENTS) -> Workspace:
     """A workspace with one game of ``minutes`` (a small, cheap video), ``events`` labels and
     ``events`` predictions of the model "v1", at random frames, classes and teams."""
@@ -89,15 +106,8 @@ def build(root: Path, minutes: float = MINUTES, events: int = EVENTS) -> Workspa
         for p in s.encode():
             out.mux(p)
     rng = np.random.default_rng(0)
-    frames = np.sort(rng.choice(n - 100, events, replace=False))
-    anns = [{"gameTime": game_time(int(f)), "label": CLASSES[int(rng.integers(12))], "position": str(int(f) * 40),
-             "team": ["home", "away"][int(rng.integers(2))], "visibility": "visible"} for f in frames]
-    (game / LABEL_FILE).write_text(json.dumps({"UrlLocal": "bench/2024/full match", "UrlYoutube": "",
-                                               "annotations": anns}))
-    ws = Workspace.at(root / "ws").ensure()
+    ws, gid = labelled_match(root, n, events, rng)
     with Store.open(ws) as store:
-        import_source(store, root / "src", workspace=ws, split="test")
-        gid = store.games()[0]["id"]
         store.register_model("v1")
         store.add_predictions("v1", gid, [(int(f) + 5, CLASSES[int(rng.integers(12))], "home", float(rng.random()))
                                           for f in rng.choice(n - 100, events, replace=False)])
