@@ -165,20 +165,22 @@ def _consistency(store: Store, game: dict, cfg: QueueConfig, version: str | None
     pending = FrameIndex(p for p in store.predictions(game["id"], version) if p["status"] == "pending") \
         if version else FrameIndex()
 
-    def undecided(classes: set[str], start: float, end: float) -> bool:
+    def undecided(classes: set[str], start: int, end: int) -> bool:
         return any(p["label"] in classes for p in pending.between(start, end))
     items = []
     restarts = {"THROW IN", "FREE KICK", "PASS", "HIGH PASS", "CROSS"}
     shots = {"SHOT", "HEADER"}
+    # Whole frames, ends included: 1.16 s is 29 frames, though 1.16 * 25 is 28.999999999999996.
+    restart, goal_before = round(cfg.restart_s * FPS), round(cfg.goal_before_s * FPS)
     for i, lab in enumerate(labels):
-        after = labels[i + 1:bisect_right(frames, lab["frame"] + cfg.restart_s * FPS)]
+        after = labels[i + 1:bisect_right(frames, lab["frame"] + restart)]
         if lab["label"] == "OUT" and not any(x["label"] in restarts for x in after) and \
-                not undecided(restarts, lab["frame"], lab["frame"] + cfg.restart_s * FPS):
+                not undecided(restarts, lab["frame"], lab["frame"] + restart):
             items.append(_flag(game, lab, f"OUT with no restart (throw-in, free kick, pass) in the next "
                                           f"{cfg.restart_s:.0f} s"))
-        before = labels[bisect_left(frames, lab["frame"] - cfg.goal_before_s * FPS):i]
+        before = labels[bisect_left(frames, lab["frame"] - goal_before):i]
         if lab["label"] == "GOAL" and not any(x["label"] in shots for x in before) and \
-                not undecided(shots, lab["frame"] - cfg.goal_before_s * FPS, lab["frame"]):
+                not undecided(shots, lab["frame"] - goal_before, lab["frame"]):
             items.append(_flag(game, lab, f"GOAL with no SHOT or HEADER in the {cfg.goal_before_s:.0f} s before"))
         for x in labels[i + 1:]:
             if x["frame"] - lab["frame"] > cfg.duplicate_frames:

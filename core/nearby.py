@@ -55,7 +55,7 @@ class FrameIndex:
         best, best_d = None, None
         for row in self.within(frame, window, label):
             d = abs(row["frame"] - frame)
-            if (best_d is None or d < best_d) and self.key(row) not in exclude:
+            if (best_d is None or d < best_d) and not (exclude and self.key(row) in exclude):
                 best, best_d = row, d
         return best
 

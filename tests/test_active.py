@@ -79,6 +79,19 @@ def test_consistency_flags_wait_for_the_neighbouring_events_to_be_decided(store,
     assert (400, "GOAL") in flagged()
 
 
+def test_consistency_windows_are_whole_frames_with_their_ends_included(workspace, tmp_path):
+    """1.16 s is 29 frames (1.16 * 25 is 28.999999999999996 in floating point): a throw-in 29
+    frames after an OUT, or a shot 29 frames before a GOAL, is inside the window."""
+    labels = [annotation(100, "OUT"), annotation(129, "THROW IN"), annotation(471, "SHOT"), annotation(500, "GOAL"),
+              annotation(700, "OUT"), annotation(730, "THROW IN"), annotation(870, "SHOT"), annotation(900, "GOAL")]
+    make_game(tmp_path / "src", "l/s/w", labels, video_frames=1000)
+    with Store.open(workspace) as store:
+        import_source(store, tmp_path / "src", workspace=workspace, split="valid")
+        flagged = {(it.frame, it.label) for it in review_queue(store, workspace, None,
+                                                               config=QueueConfig(restart_s=1.16, goal_before_s=1.16))}
+    assert flagged == {(700, "OUT"), (900, "GOAL")}  # 30 frames: outside
+
+
 def test_missed_event_candidates_are_capped_to_the_highest_peaks(store, game, workspace):
     scores = np.zeros((1000, 12), np.float32)
     for i, f in enumerate(range(30, 990, 30)):  # 32 bumps under the cut, nothing labelled near
