@@ -107,6 +107,26 @@ def test_accept_and_reject(store, game):
     assert store.reject(p_out["id"], reviewer="ben")["status"] == "rejected"
 
 
+def test_carried_decisions_are_checked_against_their_own_game_and_written_whole(store, game, workspace, tmp_path):
+    """A carry is one operation on one game: a prediction of another game in it (whose frames the
+    game's video length would wrongly check) refuses the whole carry, and nothing is written."""
+    make_game(tmp_path / "other", "league_x/2024-2025/2024-08-02 - Gamma - Delta", [annotation(5)], video_frames=400)
+    import_source(store, tmp_path / "other", workspace=workspace)
+    store.register_model("v1")
+    store.add_predictions("v1", game, [(20, "CROSS", "home", 0.8)])
+    store.add_predictions("v1", "league_x/2024-2025/2024-08-02 - Gamma - Delta", [(300, "OUT", "away", 0.4)])
+    mine, theirs = store.predictions(game, "v1")[0], store.predictions(
+        "league_x/2024-2025/2024-08-02 - Gamma - Delta", "v1")[0]
+    before = state(store)
+    with pytest.raises(BallspotError, match="predictions of league_x/2024-2025/2024-08-01 - Alpha - Beta only"):
+        store.carry_decisions(game, [(mine["id"], "rejected", "ana", {}), (theirs["id"], "accepted", "ana", {})],
+                              "carry")
+    assert state(store) == before
+    assert store.carry_decisions(game, [(mine["id"], "accepted", "ana", {"frame": 21})], "carry") == 1
+    made = [(r["frame"], r["source"]) for r in store.labels(game) if r["prediction_id"] == mine["id"]]
+    assert made == [(21, "model")]
+
+
 def test_undo_redo_survive_reopening_the_store(workspace, tmp_path):
     make_game(tmp_path / "src", GAME, [annotation(5), annotation(9, "SHOT", "away")], video_frames=100)
     states = []

@@ -396,8 +396,11 @@ class Store(History, Jobs):
         """Apply review decisions to a new prediction run in one operation (not undoable, like
         the run itself): ``(prediction id, "accepted" | "rejected", reviewer, corrections)``."""
         g = self.game(game)
-        targets = [(pid, status, who, self._accept_target(self.prediction(pid), fix) if status == "accepted" else None)
-                   for pid, status, who, fix in decisions]
+        rows = [self.prediction(pid) for pid, *_ in decisions]
+        if any(p["game_id"] != g["id"] for p in rows):
+            raise BallspotError(f"carried decisions apply to predictions of {g['url_local']} only")
+        targets = [(pid, status, who, self._accept_target(p, fix, g) if status == "accepted" else None)
+                   for p, (pid, status, who, fix) in zip(rows, decisions)]
         with self._operation("carry", g["id"], None, summary):
             for pid, status, who, target in targets:
                 if status == "accepted":
@@ -406,11 +409,13 @@ class Store(History, Jobs):
                     self._reject_row(pid, who, None)
         return len(targets)
 
-    def _accept_target(self, p: dict, corrections: dict) -> dict:
+    def _accept_target(self, p: dict, corrections: dict, game: dict | None = None) -> dict:
+        """What accepting ``p`` with ``corrections`` labels; ``game``: its game, when the caller
+        has it (a bulk operation checks thousands against one game)."""
         unknown = set(corrections) - {"frame", "label", "team"}
         if unknown:
             raise BallspotError(f"cannot correct {', '.join(sorted(unknown))} of a prediction")
-        self._validate_label(self.game(p["game_id"]), corrections)
+        self._validate_label(game or self.game(p["game_id"]), corrections)
         return {k: corrections.get(k, p[k]) for k in ("frame", "label", "team")}
 
     def _accept_row(self, prediction_id: int, reviewer: str | None, base_revision: int | None, target: dict) -> dict:
