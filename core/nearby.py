@@ -58,4 +58,3 @@ class FrameIndex:
             if (best_d is None or d < best_d) and not (exclude and self.key(row) in exclude):
                 best, best_d = row, d
         return best
-

@@ -384,9 +384,10 @@ class Store(History, Jobs):
             games = {p["game_id"] for p in rows}
             if len(games) != 1:
                 raise BallspotError("a bulk review applies to the predictions of one game")
-            targets = [self._accept_target(p, {}) if status == "accepted" else None for p in rows]
+            g = self.game(games.pop())
+            targets = [self._accept_target(p, {}, g) if status == "accepted" else None for p in rows]
             kind = "accept" if status == "accepted" else "reject"
-            with self._operation(kind, games.pop(), reviewer, summary):
+            with self._operation(kind, g["id"], reviewer, summary):
                 return [self._accept_row(pid, reviewer, revision, target) if status == "accepted"
                         else self._reject_row(pid, reviewer, revision)
                         for (pid, revision), target in zip(predictions, targets)]
