@@ -50,6 +50,12 @@ class Workspace:
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
+    @property
+    def cache_dir(self) -> Path:
+        """What can be computed again from the videos and models (decoded frames, the ball's
+        tracks): deleting it loses nothing but time."""
+        return self.root / "cache"
+
     def run_dir(self, kind: str, name: str | None = None) -> Path:
         """A run's folder: ``runs/<kind>-<name>``, named by the time when no name is given
         (training, retraining, exported predictions all land here)."""

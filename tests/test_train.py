@@ -463,7 +463,12 @@ def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_i
     branch = [k for k in saved if k.startswith(("track_net.", "track_head."))]
     assert branch and all(torch.equal(saved[k], clips[k]) for k in branch)
 
-    add_tracks(model, games, config, torch.device("cpu"))
+    # The run kept each training game's track under the saved model's own weights: a retrain
+    # from this model (a fine-tune keeps them) reads the tracks back rather than drawing them.
+    from core.training.track import detector_digest, read_track
+    kept = read_track(ws.cache_dir / "tracks" / f"{games[0].frames_key}-{detector_digest(model, 'cpu')}.npy")
+    add_tracks(model, games, config, torch.device("cpu"))  # no cache: drawn here
+    assert kept is not None and np.allclose(kept, games[0].track, atol=1e-6)
     config.augment = False
     centre = 30
     track = ClipDataset(games, [(0, centre, "random")], config, seed=0)[0][4].numpy()
@@ -477,6 +482,51 @@ def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_i
         assert np.allclose(track[j], point[0].numpy(), atol=1e-5), (j, track[j], point)
     scores = frame_scores(model, iter(valid[0].frames), InferConfig(tta=True, batch=8))
     assert scores.scores.shape == (valid[0].n_frames, 12) and np.isfinite(scores.scores).all()
+
+
+def test_a_ball_track_is_read_back_only_for_the_same_frames_and_the_same_detector(tmp_path, monkeypatch):
+    """``add_tracks`` with a cache: the second run on the same frames with the same encoder and
+    detector draws nothing and gets the same track; other detector weights, other encoder
+    weights, other frames or a damaged file are drawn again, never read."""
+    import core.training.track as track
+    from core.model import BallActionModel
+    from core.training import GameData
+
+    config = TrainConfig.load(TINY)
+    config.model.track_frames = 15
+    torch.manual_seed(0)
+    model = BallActionModel(config.model).eval()
+    h, w = config.model.input_size
+    videos = {key: np.random.default_rng(k).integers(0, 255, (40, h, w), np.uint8)
+              for k, key in enumerate(("game-1-a", "game-1-b"))}
+    drawn = []
+    real = track.frame_tracks
+    monkeypatch.setattr(track, "frame_tracks", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    cache = tmp_path / "tracks"
+
+    def run(key: str = "game-1-a") -> np.ndarray:
+        game = GameData(1, "g", 40, videos[key], {}, np.zeros((0, 3), np.int64), np.zeros((0, 2), np.int64), [],
+                        frames_key=key)
+        track.add_tracks(model, [game], config, torch.device("cpu"), cache=cache)
+        return game.track
+
+    first = run()
+    assert len(drawn) == 1 and len(list(cache.glob("*.npy"))) == 1 and first.shape == (40, 3)
+    assert np.array_equal(run(), first) and len(drawn) == 1  # read back
+    assert len(drawn) == 1 and not np.array_equal(run("game-1-b"), first) and len(drawn) == 2
+    with torch.no_grad():
+        next(model.ball.parameters()).add_(0.5)
+    moved = run()
+    assert len(drawn) == 3 and not np.array_equal(moved, first)
+    with torch.no_grad():
+        next(model.encoder.parameters()).add_(0.5)
+    again = run()
+    assert len(drawn) == 4 and not np.array_equal(again, moved)
+    path = cache / f"game-1-a-{track.detector_digest(model, 'cpu')}.npy"
+    path.write_bytes(path.read_bytes()[:100])  # a file cut short
+    assert np.array_equal(run(), again) and len(drawn) == 5
+    assert np.array_equal(run(), again) and len(drawn) == 5  # and kept whole again
+    assert not list(cache.glob(".*"))  # no partial file left behind
 
 
 def _kicked_game(seed: int, n: int = 3000):

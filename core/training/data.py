@@ -56,8 +56,11 @@ class GameData:
     #: and in those windows only on the classes a review decided there (``clips.targets``).
     partial: bool = False
     #: (N, 3) the ball's track point of every frame (``core.infer.frame_tracks``), for models
-    #: with ``track_frames``; computed once per run by the frozen ball detector.
+    #: with ``track_frames``; computed by the frozen ball detector (``core.training.track``).
     track: np.ndarray | None = None
+    #: Which frames these are (``frames_key``: the game, the size, the video file as imported):
+    #: the name the ball's track of them is kept under; "" for none.
+    frames_key: str = ""
 
     def window(self, centre: int, config: ModelConfig) -> np.ndarray:
         idx = window_index(np.array([centre]), config.frame_offsets(), self.n_frames)[0]
@@ -77,10 +80,15 @@ class GameData:
                 yield reader
 
 
+def frames_key(game: dict, size: tuple[int, int]) -> str:
+    """The name of a game's frames at ``size``: a changed video (its size or time) is another name."""
+    return f"game-{game['id']}-{size[0]}x{size[1]}-{game['size_bytes']}-{int(game['video_mtime'] or 0)}"
+
+
 def frame_cache(workspace: Workspace, game: dict, size: tuple[int, int]) -> np.ndarray:
     """Decode a game once at training size into ``cache/frames`` (rebuilt if the video changes)."""
-    key = f"game-{game['id']}-{size[0]}x{size[1]}-{game['size_bytes']}-{int(game['video_mtime'] or 0)}"
-    folder = workspace.root / "cache" / "frames"
+    key = frames_key(game, size)
+    folder = workspace.cache_dir / "frames"
     path = folder / f"{key}.u8"
     meta = folder / f"{key}.json"
     if path.is_file() and meta.is_file():
@@ -140,7 +148,7 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
             n = len(frames)
         annotations = [annotation_dict(r["frame"], r["label"], r["team"], r["visibility"]) for r in labels]
         out.append(GameData(g["id"], g["url_local"], n, frames, g, events, negatives, annotations,
-                            partial))
+                            partial, frames_key=frames_key(g, size)))
     return out
 
 

@@ -7,10 +7,18 @@ The encoder and the detector then stay as they are, the track of every frame of 
 games is computed once (``add_tracks``), and the track's branch first trains on every frame
 of the fully labelled games (``train_track``) and then stays as trained too. All of it is here,
 so ``train()`` calls one step (``set_up_track``) rather than carrying the branch through it.
+
+A fine-tune keeps the detector too, so every retrain of a line of versions would draw the same
+tracks of the same games again: the workspace keeps each game's track under the name of its
+frames and of the weights that drew it (``cache/tracks``), and a retrain reads it back.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,12 +46,13 @@ def require_ball_detector(config: TrainConfig) -> None:
 
 
 def set_up_track(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device, *,
-                 resume: bool, world: int, progress: Records | None) -> list[torch.nn.Module]:
-    """The ball's track of every training game and the track's branch trained on them (not
-    again on ``resume``: the checkpoint holds it); returns the modules that stay as they are.
-    ``progress``: rank 0's, None on the other ranks."""
+                 resume: bool, world: int, progress: Records | None,
+                 cache: Path | None = None) -> list[torch.nn.Module]:
+    """The ball's track of every training game (kept in, and read back from, ``cache``) and the
+    track's branch trained on them (not again on ``resume``: the checkpoint holds it); returns
+    the modules that stay as they are. ``progress``: rank 0's, None on the other ranks."""
     kept: list[torch.nn.Module] = [model.ball]
-    add_tracks(model, games, config, device, progress)
+    add_tracks(model, games, config, device, progress, cache)
     if config.track_steps and track_games(games):
         if not resume:
             train_track(model, games, config, device, progress, world)
@@ -57,18 +66,60 @@ def set_up_track(model: BallActionModel, games: list[GameData], config: TrainCon
 
 
 def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfig, device: torch.device,
-               progress: Records | None = None) -> None:
+               progress: Records | None = None, cache: Path | None = None) -> None:
     """The ball's track of every frame of ``games`` by the model's (frozen) ball detector: what
-    its heads see around each sample's centre, read from here rather than recomputed per sample."""
+    its heads see around each sample's centre, read from here rather than recomputed per sample.
+    With ``cache``, a track drawn before by the same weights on the same frames is read back,
+    and one drawn here is kept there."""
     size = tuple(config.model.input_size)
+    drawn_by = detector_digest(model, device) if cache is not None else ""
     t0 = time.perf_counter()
     for k, g in enumerate(games):
-        with g.stream(size) as frames:
-            g.track = frame_tracks(model, frames, config.valid_batch, str(device), total=g.n_frames)
-        g.n_frames = min(g.n_frames, len(g.track))
-        g.track = g.track[:g.n_frames]  # windows of frames and of the track clamp at the same end
+        path = cache / f"{g.frames_key}-{drawn_by}.npy" if cache is not None and g.frames_key else None
+        track = read_track(path) if path is not None else None
+        if track is None:
+            with g.stream(size) as frames:
+                track = frame_tracks(model, frames, config.valid_batch, str(device), total=g.n_frames)
+            if path is not None:
+                keep_track(path, track)
+        g.n_frames = min(g.n_frames, len(track))
+        g.track = track[:g.n_frames]  # windows of frames and of the track clamp at the same end
         if progress is not None:
             progress({"phase": "track", "game": k + 1, "games": len(games), "seconds": time.perf_counter() - t0})
+
+
+def detector_digest(model: BallActionModel, device: torch.device) -> str:
+    """What a track depends on besides the frames: the encoder's and the detector's weights
+    (batch-norm statistics included), how frames are stacked for them, and the device kind
+    (CUDA draws under autocast). Any change is another digest, so a stale track is never read."""
+    mc = model.config
+    h = hashlib.sha256(json.dumps([mc.encoder, list(mc.input_size), mc.stack, mc.frame_step, mc.feature_stage,
+                                   torch.device(device).type]).encode())
+    for prefix, module in (("encoder.", model.encoder), ("ball.", model.ball)):
+        for name, tensor in module.state_dict().items():
+            h.update(f"{prefix}{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def read_track(path: Path) -> np.ndarray | None:
+    """A kept track, or None when there is none or it is not a track (a partial or foreign
+    file is drawn again, not trusted)."""
+    try:
+        track = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if track.ndim != 2 or track.shape[1] != 3 or track.dtype.kind != "f" or not np.isfinite(track).all():
+        return None
+    return track
+
+
+def keep_track(path: Path, track: np.ndarray) -> None:
+    """Write ``track`` under ``path`` whole or not at all (ranks and runs may share the folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.npy")
+    np.save(tmp, track, allow_pickle=False)
+    tmp.replace(path)
 
 
 def track_games(games: list[GameData]) -> list[GameData]:

@@ -101,7 +101,7 @@ def train(config: TrainConfig, store: Store, workspace: Workspace, *, out: Path,
         require_ball_detector(config)
     checkpoint = run.out / "checkpoint.pt"
     state = _checkpoint(checkpoint, run.device) if resume else None
-    model, kept = _build(run, init, train_games, state)
+    model, kept = _build(run, init, train_games, state, workspace.cache_dir / "tracks")
     opt = _optimisation(model, config, run.world)
     net = torch.nn.parallel.DistributedDataParallel(model) if run.world > 1 else model
     if config.compile:
@@ -178,11 +178,11 @@ def _encoder_frozen(config: TrainConfig) -> bool:
     return config.encoder_lr_scale == 0 or config.model.track_frames > 0
 
 
-def _build(run: Run, init: Path | None, train_games: list[GameData],
-           state: dict | None) -> tuple[BallActionModel, list[torch.nn.Module]]:
+def _build(run: Run, init: Path | None, train_games: list[GameData], state: dict | None,
+           tracks: Path) -> tuple[BallActionModel, list[torch.nn.Module]]:
     """The model (``init``'s weights when fine-tuning, the checkpoint's ``state`` when
-    resuming), on the device, with its track set up; and the modules that stay as they are (no
-    gradients, batch-norm statistics kept)."""
+    resuming), on the device, with its track set up (the tracks kept in ``tracks``); and the
+    modules that stay as they are (no gradients, batch-norm statistics kept)."""
     config = run.config
     if state is None:
         model = BallActionModel(config.model)
@@ -200,7 +200,7 @@ def _build(run: Run, init: Path | None, train_games: list[GameData],
     kept = [model.encoder] if _encoder_frozen(config) else []
     if config.model.track_frames:
         kept += set_up_track(model, train_games, config, run.device, resume=state is not None, world=run.world,
-                             progress=run.progress)
+                             progress=run.progress, cache=tracks)
     for module in kept:
         module.requires_grad_(False)
     return model, kept
