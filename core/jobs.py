@@ -247,13 +247,14 @@ def run_job(store: Store, workspace: Workspace, job_id: int) -> dict:
 
 #: A retrain from the active model fine-tunes what it already knows: on one device, unless the
 #: user asks for epochs, at most this schedule instead of the config's from-scratch length
-#: (a config asking for less keeps its own), at a third of cpu_small's rate. The ball track's
-#: branch stays as the model has it (one step at rate 0, after which training keeps it fixed):
-#: retrained on a few labelled minutes it forgot the rare classes the model had learnt from
-#: many more. The weights' average forgets faster than cpu_small's (0.995 over a fine-tune's
-#: few steps would keep most of the starting weights). bench/active.py's rounds are this
-#: schedule; the README has what it gives and the wait.
-FINE_TUNE = {"epochs": 3, "samples_per_epoch": 400, "track_steps": 1, "track_lr": 0.0, "lr": 0.001, "ema": 0.95}
+#: (a config asking for less keeps its own), at a tenth of cpu_small's rate: at a third, the
+#: demo's retrain on about a minute of labels forgot what the demo model knew (the README has
+#: the schedules measured). The ball track's branch stays as the model has it (one step at rate
+#: 0, after which training keeps it fixed): retrained on a few labelled minutes it forgot the
+#: rare classes the model had learnt from many more. The weights' average forgets faster than
+#: cpu_small's (0.995 over a fine-tune's few steps would keep most of the starting weights).
+#: bench/active.py's rounds are this schedule; the README has what it gives and the wait.
+FINE_TUNE = {"epochs": 3, "samples_per_epoch": 400, "track_steps": 1, "track_lr": 0.0, "lr": 0.0003, "ema": 0.95}
 
 
 def fine_tune(config: TrainConfig) -> TrainConfig:
