@@ -254,12 +254,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from app.main import check_host, launch_app, parse_auth
-    from core.demo import is_empty
+    from core.access import check_host, parse_auth
 
     check_host(args.host, args.auth)
     for auth in args.auth:
-        parse_auth(auth)  # a bad --auth fails before the demo is built
+        parse_auth(auth)  # a bad --auth fails at once: before the UI's libraries load or the demo is built
+    from app.main import launch_app
+    from core.demo import is_empty
+
     ws = Workspace.at(args.workspace).ensure()
     with _store(args) as store:
         empty = is_empty(store)

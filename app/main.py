@@ -16,6 +16,7 @@ import gradio as gr
 from gradio.routes import App
 from gradio.utils import get_upload_folder
 
+from core.access import LOCAL_HOSTS, check_host, parse_auth
 from core.errors import BallspotError
 from core.export import download_folder, export, unreviewed_note
 from core.ingest import import_source
@@ -27,7 +28,7 @@ from core.workspace import Workspace
 
 from app.models import models_screen
 from app.review import HEAD, Users, mount, review_screen
-from app.server import LOCAL_HOSTS, VIDEO_ROUTE, AssetCache, RequestGuard, allowed_hosts, error_answer, video_endpoint
+from app.server import VIDEO_ROUTE, AssetCache, RequestGuard, allowed_hosts, error_answer, video_endpoint
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -165,8 +166,6 @@ def build_app(workspace: Workspace, *, server_paths: bool = True, users: Users |
 
 #: Uploads above this are refused before they are stored (a label zip of all SoccerNet is ~5 MB).
 MAX_UPLOAD = "200mb"
-#: The shortest password ``--auth`` accepts.
-MIN_PASSWORD = 8
 
 
 #: The folders of an absolute path (not a URL's path): what a remote user is not shown.
@@ -193,22 +192,6 @@ def _discard_upload(path: str) -> None:
     folder = Path(path).resolve().parent
     if folder.parent == Path(get_upload_folder()).resolve():
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def check_host(host: str, auth: list[str] | str | None) -> None:
-    """Anyone who reaches the app can read the served videos and edit labels: listening beyond
-    this machine needs a login."""
-    if host not in LOCAL_HOSTS and not auth:
-        raise BallspotError(f"--host {host} makes the app reachable from other machines; give --auth USER:PASS too")
-
-
-def parse_auth(auth: str) -> tuple[str, str]:
-    user, sep, password = auth.partition(":")
-    if not sep or not user.strip():
-        raise BallspotError("--auth takes USER:PASS")
-    if len(password) < MIN_PASSWORD:
-        raise BallspotError(f"--auth: the password must have at least {MIN_PASSWORD} characters")
-    return user.strip(), password
 
 
 class GuardedApp(App):

@@ -31,14 +31,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.access import LOCAL_HOSTS
 from core.errors import BallspotError
 from core.store import Store
 from core.video import open_game_video
 
 log = logging.getLogger("ballspot.server")
 
-#: Names every local app answers to.
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Wildcard listening addresses: they say where to listen, not which name clients use.
 WILDCARDS = ("0.0.0.0", "::", "")
 #: Methods that only read. Everything else must come from the app's own pages.
