@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import BallspotError
+from core.once import Once, token_of
 from core.active import review_queue
 from core import review
 from core.review import MAX_BULK, delta, filmstrip, first_game, game_choices, open_game, score_curve
@@ -177,10 +178,13 @@ def mount(server, store: Store, *, users: Users | None = None, public: Callable[
     def start(request: Request) -> str:
         return start_text(store, url_id(request.query_params.get("last", "")))
 
+    once = Once()  # an edit sent again with its token (its reply was lost) is not applied twice
+
     @answers_errors(public)
     def edit(data, request: Request) -> dict:
         data = _payload(data)  # an object (or one in a list) before anything reads it
-        return apply_edit(store, data, edit_author(users, request, data), public)
+        author, token = edit_author(users, request, data), token_of(data.get("token"))
+        return once.run(None if token is None else (author, token), lambda: apply_edit(store, data, author, public))
 
     async def post_edit(request: Request) -> JSONResponse:
         refusal = logged_out(request)

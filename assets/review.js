@@ -841,6 +841,8 @@ function madeBy(predictionId) {  // the label that accepting this prediction mad
 // themselves, while an edit made in another tab still does. The first one waits for the
 // reviewer's name where there are no logins.
 let queueTail = Promise.resolve();
+const editToken = () => Array.from(crypto.getRandomValues(new Uint8Array(16)),
+                                   (b) => b.toString(16).padStart(2, '0')).join('');
 function send(action) {
   if (!S.game) return Promise.resolve();
   const game = S.game.id, seq = S.openSeq;
@@ -859,11 +861,23 @@ async function sendNow(action, game, seq) {
   // of that label as shown here too, so a change made to it elsewhere is not overwritten.
   const made = payload.id && payload.id[0] === 'p' && madeBy(Number(payload.id.slice(1)));
   if (made) payload.made_revision = made.revision;
+  // The token names this edit: sent again under it, the server answers what it did with it
+  // (core/once.py) instead of doing it twice.
+  const body = { game, action: payload, cursor: S.cursorId, author: author(), token: editToken() };
   let res;
   try {
-    res = await postEdit({ game, action: payload, cursor: S.cursorId, author: author() });
+    res = await postEdit(body);
   } catch (err) {
-    status(`not saved: ${err}`, 'error'); return;
+    // No reply: the connection dropped, perhaps after the server had saved the edit. Ask again.
+    status('no answer from the server: asking again…', 'saving');
+    await new Promise((done) => setTimeout(done, 300));
+    try {
+      res = await postEdit(body);
+    } catch (again) {
+      status(`no answer from the server (${again}): this edit may not be saved; ` +
+             'what is stored shows here once the server answers', 'error');
+      return;
+    }
   }
   if (seq !== S.openSeq || !res) return;  // the reply of a game no longer shown, or an error shown
   const t1 = performance.now();

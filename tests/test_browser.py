@@ -210,6 +210,43 @@ def test_keyboard_edits_land_in_the_store_and_survive_a_reload(page, workspace):
     store.close()
 
 
+def test_an_edit_whose_reply_is_lost_is_sent_again_and_saved_once(page, workspace):
+    """The connection drops after the server saved an edit: the page asks again under the
+    edit's token, gets the first answer and says saved; the store holds the label once."""
+    store = Store.open(workspace)
+    gid = store.games()[0]["id"]
+    sent = []
+
+    def lose_the_first_reply(route):
+        sent.append(route.request.post_data_json)
+        if len(sent) == 1:
+            route.fetch()  # the server gets the edit and saves it...
+            route.abort("connectionreset")  # ...and the page never sees the reply
+        else:
+            route.continue_()
+
+    page.route("**/ballspot/edit", lose_the_first_reply)
+    marker = page.locator("#timeline .bs-marker.label").nth(1)
+    marker.click()
+    f = int(marker.get_attribute("data-frame")) + 3
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    assert current_frame(page) == f
+    with saved(page):
+        page.keyboard.press("7")  # THROW IN, a class no label has right there
+    page.unroute("**/ballspot/edit")
+    assert page.locator("#edit-status").get_attribute("data-kind") == "saved", status(page)
+    assert "added THROW IN" in status(page)
+    assert len(sent) == 2 and sent[0]["token"] == sent[1]["token"] and sent[0] == sent[1]
+    added = [r for r in store.labels(gid) if r["frame"] == f and r["label"] == "THROW IN"]
+    assert len(added) == 1
+    assert page.locator(f"#timeline .bs-marker[data-id='l{added[0]['id']}']").count() == 1
+    with saved(page):
+        page.keyboard.press("Control+z")
+    assert not [r for r in store.labels(gid) if r["frame"] == f and r["label"] == "THROW IN"]
+    store.close()
+
+
 def test_typing_in_a_field_does_not_edit(page, workspace):
     store = Store.open(workspace)
     before = len(store.labels(store.games()[0]["id"]))

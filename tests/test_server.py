@@ -1,9 +1,19 @@
-"""The server layer's own pieces, without starting the app: the cache of Gradio's assets."""
+"""The server layer's own pieces, without starting the app: the cache of Gradio's assets, and
+an edit sent again under its token."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+
+import pytest
 
 from app.server import AssetCache
+from conftest import annotation, make_game
+from core.errors import BallspotError
+from core.ingest import import_source
+from core.once import Once
+from core.store import Store
 
 
 def _gradio(calls: list[str]):
@@ -82,3 +92,95 @@ def test_the_cache_stops_growing_at_its_limit():
     assert 0 < cache.size <= 100 and len(cache.kept) < 20
     _get(cache, "/assets/file-19.js")  # not kept: asked again
     assert calls.count("/assets/file-19.js") == 2
+
+
+# --------------------------------------------------------------------------- edits applied once
+
+
+@pytest.fixture
+def edit_client(workspace, tmp_path):
+    """The review screen's routes on a bare server (no Gradio), over a game with one label."""
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from app.review import mount
+
+    make_game(tmp_path / "src", "league/2024/a v b", [annotation(10)])
+    with Store.open(workspace) as store:
+        import_source(store, tmp_path / "src", workspace=workspace, split="valid")
+        gid = store.game("league/2024/a v b")["id"]
+        server = FastAPI()
+        mount(server, store)
+        with TestClient(server) as client:
+            yield client, store, gid
+
+
+def _add(client, gid: int, frame: int, **extra):
+    return client.post("/ballspot/edit", json={"game": gid, "cursor": 0, "author": "ana",
+                                               "action": {"op": "add", "frame": frame, "label": "SHOT", "team": "home"},
+                                               **extra})
+
+
+def test_an_edit_sent_again_under_its_token_is_applied_once(edit_client):
+    """The page sends an edit again, under the same token, when its reply was lost: the second
+    request gets the first one's answer (saved), not a refusal of its own, and nothing is done
+    twice. Without the token the same request is another edit."""
+    client, store, gid = edit_client
+
+    def post(action: dict, token: str | None = None) -> dict:
+        body = {"game": gid, "cursor": 0, "author": "ana", "action": action}
+        answer = client.post("/ballspot/edit", json=body if token is None else {**body, "token": token})
+        assert answer.status_code == 200
+        return answer.json()
+
+    add = {"op": "add", "frame": 50, "label": "SHOT", "team": "home"}
+    first, again = post(add, "add-0123456789"), post(add, "add-0123456789")
+    assert first["ok"] and again == first
+    assert not post(add)["ok"]  # without the token: refused as a second SHOT there, though it was saved
+    label = next(lab for lab in store.labels(gid) if lab["frame"] == 50)
+    move = {"op": "move", "id": f"l{label['id']}", "frame": 60, "revision": label["revision"]}
+    moved = post(move, "move-0123456789")
+    assert moved["ok"] and post(move, "move-0123456789") == moved
+    assert store.label(label["id"])["frame"] == 60 and store.label(label["id"])["revision"] == label["revision"] + 1
+    assert post(move)["current"]  # without the token: a conflict with its own saved edit
+    undo = {"op": "undo"}
+    assert post(undo, "undo-0123456789")["ok"] and post(undo, "undo-0123456789")["ok"]
+    assert store.label(label["id"])["frame"] == 50  # one undo: the move undone, the label still there
+
+
+@pytest.mark.parametrize("token", ["short", "x" * 65, "has space here", 12345678, ["t-0123456789abcdef"]])
+def test_a_malformed_token_is_refused_and_nothing_is_written(edit_client, token):
+    client, store, gid = edit_client
+    before = store.labels(gid)
+    answer = _add(client, gid, 60, token=token)
+    assert answer.status_code == 400 and "token" in answer.json()["error"]
+    assert store.labels(gid) == before
+
+
+def test_once_runs_a_key_once_even_when_the_retry_comes_while_the_first_runs():
+    once, runs, answers = Once(keep=2), [], []
+
+    def slow():
+        runs.append(1)
+        time.sleep(0.3)
+        return {"ok": len(runs)}
+
+    threads = [threading.Thread(target=lambda: answers.append(once.run("k", slow))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert runs == [1] and answers == [{"ok": 1}] * 3
+    assert once.run("other", lambda: "b") == "b" and once.run(None, lambda: "c") == "c"
+
+    def fails():
+        runs.append(1)
+        raise BallspotError("refused: nothing written")
+    with pytest.raises(BallspotError):
+        once.run("f", fails)
+    with pytest.raises(BallspotError):
+        once.run("f", fails)  # a call that raised kept no answer: it runs again
+    assert len(runs) == 3
+    once.run("x", lambda: "x")
+    once.run("y", lambda: "y")  # only the most recent answers are kept
+    assert once.run("other", lambda: "again") == "again"
