@@ -134,12 +134,19 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """What mixed precision computes in on ``device``: on CUDA bfloat16 where the GPU supports
+    it (float32's range, so no overflow in the 3D part's sums and no loss scaling), else
+    float16; None (float32) on a CPU."""
+    if not (enabled and device.type == "cuda"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
-    """Mixed precision on CUDA: bfloat16 where the GPU supports it (float32's range, so no
-    overflow in the 3D part's sums and no loss scaling), else float16; nothing on a CPU."""
-    on = enabled and device.type == "cuda"
-    dtype = torch.bfloat16 if on and torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype, enabled=on)
+    """Mixed precision at :func:`amp_dtype`; nothing on a CPU."""
+    dtype = amp_dtype(device, enabled)
+    return torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None)
 
 
 class _Frames:

@@ -526,7 +526,13 @@ def test_a_ball_track_is_read_back_only_for_the_same_frames_and_the_same_detecto
     path.write_bytes(path.read_bytes()[:100])  # a file cut short
     assert np.array_equal(run(), again) and len(drawn) == 5
     assert np.array_equal(run(), again) and len(drawn) == 5  # and kept whole again
+    np.save(path, again[:30])  # a whole file, but the track of fewer frames than the game has
+    assert np.array_equal(run(), again) and len(drawn) == 6
     assert not list(cache.glob(".*"))  # no partial file left behind
+    # A cache that cannot be written costs time, not the run.
+    cache = tmp_path / "a-file"
+    cache.write_text("")
+    assert np.array_equal(run(), again) and len(drawn) == 7
 
 
 def _kicked_game(seed: int, n: int = 3000):

@@ -85,6 +85,12 @@ def frames_key(game: dict, size: tuple[int, int]) -> str:
     return f"game-{game['id']}-{size[0]}x{size[1]}-{game['size_bytes']}-{int(game['video_mtime'] or 0)}"
 
 
+def track_key(game: dict, size: tuple[int, int]) -> str:
+    """:func:`frames_key` where it tells videos apart (their size and time recorded at import),
+    else "" (their tracks are not kept: another video under the same game id would match)."""
+    return frames_key(game, size) if game.get("size_bytes") and game.get("video_mtime") else ""
+
+
 def frame_cache(workspace: Workspace, game: dict, size: tuple[int, int]) -> np.ndarray:
     """Decode a game once at training size into ``cache/frames`` (rebuilt if the video changes)."""
     key = frames_key(game, size)
@@ -148,7 +154,7 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
             n = len(frames)
         annotations = [annotation_dict(r["frame"], r["label"], r["team"], r["visibility"]) for r in labels]
         out.append(GameData(g["id"], g["url_local"], n, frames, g, events, negatives, annotations,
-                            partial, frames_key=frames_key(g, size)))
+                            partial, frames_key=track_key(g, size)))
     return out
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,12 +27,14 @@ import torch
 import torch.distributed as dist
 
 from core.errors import BallspotError
-from core.infer import frame_tracks
+from core.infer import amp_dtype, frame_tracks
 from core.model import BallActionModel, ModelConfig, has_ball_detector
 from core.training.clips import class_targets, move_track, random_motion
 from core.training.config import Records, TrainConfig
 from core.training.data import GameData
 from core.training.loss import focal_loss, lr_factor
+
+log = logging.getLogger("ballspot.training")
 
 
 def require_ball_detector(config: TrainConfig) -> None:
@@ -76,7 +80,8 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
     t0 = time.perf_counter()
     for k, g in enumerate(games):
         path = cache / f"{g.frames_key}-{drawn_by}.npy" if cache is not None and g.frames_key else None
-        track = read_track(path) if path is not None else None
+        # A game read from its frame cache has a known length; one read from the video, not.
+        track = read_track(path, g.n_frames if g.frames is not None else None) if path is not None else None
         if track is None:
             with g.stream(size) as frames:
                 track = frame_tracks(model, frames, config.valid_batch, str(device), total=g.n_frames)
@@ -88,13 +93,20 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
             progress({"phase": "track", "game": k + 1, "games": len(games), "seconds": time.perf_counter() - t0})
 
 
-def detector_digest(model: BallActionModel, device: torch.device) -> str:
+#: Raised whenever the way a track is drawn from frames changes (``frame_tracks``, ``BallHead``,
+#: the frames' decoding): tracks kept by an older way are then drawn again, not read.
+TRACK_VERSION = 1
+
+
+def detector_digest(model: BallActionModel, device: torch.device | str) -> str:
     """What a track depends on besides the frames: the encoder's and the detector's weights
-    (batch-norm statistics included), how frames are stacked for them, and the device kind
-    (CUDA draws under autocast). Any change is another digest, so a stale track is never read."""
+    (batch-norm statistics included), how frames are stacked for them, the precision they run
+    at on ``device`` (CUDA draws under autocast) and :data:`TRACK_VERSION`. Any change is
+    another digest, so a stale track is never read."""
     mc = model.config
-    h = hashlib.sha256(json.dumps([mc.encoder, list(mc.input_size), mc.stack, mc.frame_step, mc.feature_stage,
-                                   torch.device(device).type]).encode())
+    dev = torch.device(device)
+    h = hashlib.sha256(json.dumps([TRACK_VERSION, mc.encoder, list(mc.input_size), mc.stack, mc.frame_step,
+                                   mc.feature_stage, dev.type, str(amp_dtype(dev))]).encode())
     for prefix, module in (("encoder.", model.encoder), ("ball.", model.ball)):
         for name, tensor in module.state_dict().items():
             h.update(f"{prefix}{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -102,24 +114,36 @@ def detector_digest(model: BallActionModel, device: torch.device) -> str:
     return h.hexdigest()[:24]
 
 
-def read_track(path: Path) -> np.ndarray | None:
-    """A kept track, or None when there is none or it is not a track (a partial or foreign
-    file is drawn again, not trusted)."""
+def read_track(path: Path, frames: int | None = None) -> np.ndarray | None:
+    """A kept track, or None when there is none or it is not a track of ``frames`` frames (a
+    partial, short or foreign file is drawn again, not trusted)."""
     try:
         track = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
     if track.ndim != 2 or track.shape[1] != 3 or track.dtype.kind != "f" or not np.isfinite(track).all():
         return None
+    if frames is not None and len(track) != frames:
+        return None
     return track
 
 
 def keep_track(path: Path, track: np.ndarray) -> None:
-    """Write ``track`` under ``path`` whole or not at all (ranks and runs may share the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.npy")
-    np.save(tmp, track, allow_pickle=False)
-    tmp.replace(path)
+    """Write ``track`` under ``path`` whole or not at all (ranks and runs may share the folder).
+    The cache only saves time: a folder that cannot be written is said, not a failed run."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, track, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("the ball's track was not kept in %s (%s): the next run draws it again", path.parent, exc)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def track_games(games: list[GameData]) -> list[GameData]:
