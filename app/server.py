@@ -23,7 +23,7 @@ import os
 import re
 import socket
 import time
-from collections import defaultdict, deque
+from collections import deque
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -50,6 +50,10 @@ FORM_ROUTES = {
 }
 #: Failed logins a client may make per window before it is answered 429.
 LOGIN_FAILURES = 5
+#: Failed logins all clients together may make per window: a guesser who can name itself anew
+#: with each request (X-Forwarded-For, which the server trusts from this machine, e.g. through
+#: an SSH tunnel) still gets no more than these. Then everyone waits out the window.
+LOGIN_FAILURES_ALL = 20
 LOGIN_WINDOW_S = 60.0
 #: Where the review screen's video player reads a game's video.
 VIDEO_ROUTE = "/ballspot/video/{game_id}"
@@ -114,7 +118,9 @@ class RequestGuard:
         self.hosts = hosts
         self.clock = clock
         #: Per client: times of login attempts not (yet) known to have succeeded.
-        self.attempts: dict[str, deque[float]] = defaultdict(deque)
+        self.attempts: dict[str, deque[float]] = {}
+        #: The same, all clients together.
+        self.all_attempts: deque[float] = deque()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -168,8 +174,10 @@ class RequestGuard:
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in kinds:
                 return 415, f"{path} takes {' or '.join(kinds)}, not {ctype or 'a body without a type'}"
-            if path == "/login" and not self._attempt(self._client(scope)):
-                return 429, f"too many failed logins: wait a minute ({LOGIN_FAILURES} a minute are allowed)"
+            if path == "/login":
+                refused = self._attempt(self._client(scope))
+                if refused is not None:
+                    return 429, refused
         return None
 
     @staticmethod
@@ -177,16 +185,29 @@ class RequestGuard:
         client = scope.get("client")
         return client[0] if client else "?"
 
-    def _attempt(self, client: str) -> bool:
-        """Count a login attempt before it is checked (so parallel guesses count too); False
-        when the client has used its attempts of the last minute."""
-        recent = self.attempts[client]
-        while recent and self.clock() - recent[0] > LOGIN_WINDOW_S:
-            recent.popleft()
-        if len(recent) >= LOGIN_FAILURES:
-            return False
-        recent.append(self.clock())
-        return True
+    def _attempt(self, client: str) -> str | None:
+        """Count a login attempt before it is checked (so parallel guesses count too); why it is
+        refused when the client, or all clients together, used their attempts of the last minute.
+        A client's count is dropped once empty or past, so names made up per request keep no memory."""
+        now = self.clock()
+        if len(self.attempts) > 256:  # at most LOGIN_FAILURES_ALL of them are in the window
+            self.attempts = {k: v for k, v in self.attempts.items() if v and now - v[-1] <= LOGIN_WINDOW_S}
+        recent, everyone = self.attempts.pop(client, deque()), self.all_attempts
+        for times in (recent, everyone):
+            while times and now - times[0] > LOGIN_WINDOW_S:
+                times.popleft()
+        try:
+            if len(recent) >= LOGIN_FAILURES:
+                return f"too many failed logins: wait a minute ({LOGIN_FAILURES} a minute are allowed)"
+            if len(everyone) >= LOGIN_FAILURES_ALL:
+                return (f"too many failed logins on this app from all clients together: wait a minute "
+                        f"({LOGIN_FAILURES_ALL} a minute are allowed)")
+            recent.append(now)
+            everyone.append(now)
+            return None
+        finally:
+            if recent:
+                self.attempts[client] = recent
 
     def _answer(self, scope: Scope, headers: dict[str, str], send: Send) -> Send:
         """Wraps ``send``: a successful login gives its attempt back; CORS headers that would
@@ -202,9 +223,9 @@ class RequestGuard:
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
                 if path == "/login" and scope["method"] == "POST" and message["status"] < 400:
-                    recent = self.attempts[client]
-                    if recent:
-                        recent.pop()
+                    for times in (self.attempts.get(client), self.all_attempts):
+                        if times:
+                            times.pop()
                 if foreign:
                     message["headers"] = [(k, v) for k, v in message.get("headers", [])
                                           if not k.lower().startswith(b"access-control-")]

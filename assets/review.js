@@ -12,6 +12,9 @@ const S = {
   classes: [], colours: [], teams: ['home', 'away'], team: 'home', frame: 0, selected: null,
   view: [0, 1], sort: ['frame', 1], curve: null, curveLabel: null, busy: 0, rowH: 24, openSeq: 0,
   reviewed: null, login: null, zoomFrame: null, cut: null, cutOn: false,
+  // Watching through: the frames played since the last Shift+A ({from, to}; null: none), and
+  // whether the video played since the selection (then n / p go from the playhead).
+  watched: null, playedSince: false,
 };
 const video = $('player');
 const canvas = $('timeline-canvas');
@@ -137,6 +140,7 @@ async function openGame(id, data) {
   S.events = new Map(data.events.map((e) => [e.id, e]));
   rowCache.forEach((held) => held.el.remove()); rowCache.clear();  // another game: other classes, teams
   S.selected = null; S.curve = null; S.curveLabel = null; S.visited = new Set(); S.reviewed = data.reviewed;
+  S.watched = null; S.playedSince = false;
   if (!$('queue-panel').hidden) loadQueue();
   localStorage.setItem('ballspot.game', String(id));
   if ($('game-select').value !== String(id)) $('game-select').value = String(id);
@@ -361,6 +365,7 @@ $('bulk-reject').addEventListener('click', () => bulk('reject'));
 function select(id, seek) {
   const before = S.selected;
   S.selected = id;
+  S.playedSince = false;
   const e = S.events.get(id);
   renderRows(); updateMarkers([before, id]);
   if (!e) {
@@ -393,11 +398,13 @@ function showFrame() {
   if (!scrubbing) $('scrub').value = String(S.frame);
   const [a, b] = S.view, w = S.laneW || 800;
   $('cursor').style.transform = `translateX(${((S.frame - a) / (b - a)) * w}px)`;
+  showWatched();
   element.dataset.frame = String(S.frame);
 }
 function onFrame(_now, meta) {
   if (!video.paused) {
     S.frame = Math.min(S.frames - 1, Math.round(meta.mediaTime * S.fps));
+    if (S.watched) S.watched.to = Math.max(S.watched.to, S.frame);
     const [a, b] = S.view;
     if (S.frame > b) { S.view = clampView(S.frame - (b - a) * 0.1, S.frame + (b - a) * 0.9); drawTimeline(); }
     showFrame();
@@ -405,15 +412,50 @@ function onFrame(_now, meta) {
   video.requestVideoFrameCallback(onFrame);
 }
 if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(onFrame);
-else video.addEventListener('timeupdate', () => { if (!video.paused) { S.frame = Math.floor(video.currentTime * S.fps); showFrame(); } });
+else video.addEventListener('timeupdate', () => {
+  if (video.paused) return;
+  S.frame = Math.floor(video.currentTime * S.fps);
+  if (S.watched) S.watched.to = Math.max(S.watched.to, S.frame);
+  showFrame();
+});
 video.addEventListener('play', () => { $('play-button').textContent = 'pause'; });
+// Called before play() (its 'play' event comes after the first frames may have been shown):
+// playing on from inside the watched stretch extends it; from anywhere else (a seek past what
+// was played, or back before it) a new stretch starts, so only what was played is "watched".
+function beginStretch() {
+  S.playedSince = true;
+  const w = S.watched;
+  if (!w || S.frame < w.from || S.frame > w.to + 1) S.watched = { from: S.frame, to: S.frame };
+  showWatched();
+}
 video.addEventListener('pause', () => {
   $('play-button').textContent = 'play';
   S.frame = Math.min(S.frames - 1, Math.floor(video.currentTime * S.fps)); showFrame();
 });
 video.addEventListener('error', () => { $('video-state').textContent = 'video cannot be played'; });
 video.addEventListener('loadeddata', () => { $('video-state').textContent = ''; seekFrame(S.frame); });
-function togglePlay() { if (video.paused) video.play(); else video.pause(); }
+function showWatched() {
+  const band = $('watched'), w = S.watched, [a, b] = S.view, lw = S.laneW || 800;
+  band.hidden = !w || w.to <= w.from;
+  band.dataset.from = w ? String(w.from) : ''; band.dataset.to = w ? String(w.to) : '';
+  if (band.hidden) return;
+  const x0 = Math.max(0, ((w.from - a) / (b - a)) * lw), x1 = Math.min(lw, ((w.to - a) / (b - a)) * lw);
+  band.style.transform = `translateX(${x0}px)`;
+  band.style.width = `${Math.max(0, x1 - x0)}px`;
+}
+// Shift+A: accept, as one edit, the pending predictions shown (filters and cut apply) in the
+// stretch played since the last Shift+A: the analyst watches through, stops only where a marker
+// looks wrong, fixes it, and lets the rest pass. The server checks each is still pending as seen.
+function acceptWatched() {
+  const w = S.watched;
+  if (!w || w.to <= w.from) { status('play the video first: Shift+A accepts the pending predictions played since the last Shift+A', 'error'); return; }
+  const list = S.list.filter((e) => e.kind === 'prediction' && e.status === 'pending' && e.frame >= w.from && e.frame <= w.to);
+  S.watched = { from: w.to, to: w.to };
+  showWatched();
+  if (!list.length) { status(`no pending prediction shown in ${clock(w.from)}–${clock(w.to)}`); return; }
+  send({ op: 'bulk', decision: 'accept', span: [w.from, w.to], events: list.map((e) => ({ id: e.id, revision: e.revision })) });
+}
+function togglePlay() { if (video.paused) { beginStretch(); video.play(); } else video.pause(); }
 function step(n) { video.pause(); seekFrame(S.frame + n); }
 $('speed').addEventListener('change', () => { video.playbackRate = Number($('speed').value); });
 element.querySelectorAll('.bs-controls [data-act]').forEach((b) => b.addEventListener('click', () => {
@@ -914,7 +956,7 @@ setInterval(async () => {  // edits made elsewhere (another tab, the CLI) arrive
 function visibleList() { return [...S.list].sort((a, b) => a.frame - b.frame || (a.id < b.id ? -1 : 1)); }
 function jump(dir) {
   const list = visibleList();
-  const cur = S.events.get(S.selected);
+  const cur = S.playedSince ? null : S.events.get(S.selected);  // played on since: from the playhead
   const from = cur ? cur.frame : S.frame;
   let target;
   if (dir > 0) target = list.find((e) => e.frame > from || (cur && e.frame === from && e.id > cur.id && e.id !== cur.id));
@@ -944,6 +986,7 @@ document.addEventListener('keydown', (ev) => {
   else if (k === 'n') jump(1);
   else if (k === 'p') jump(-1);
   else if (KEYS.includes(k) && !ev.shiftKey) { video.pause(); send({ op: 'add', frame: S.frame, label: S.classes[KEYS.indexOf(k)], team: S.team }); }
+  else if (k === 'A') acceptWatched();
   else if (k === 'a' && sel && sel.kind === 'label' && sel.model) status(`${sel.label} at ${clock(sel.frame)} is already accepted (r rejects it, Delete removes it)`);
   else if (k === 'a') sel && sel.kind === 'prediction' ? edit({ op: 'accept' }) : status('a accepts a selected prediction', 'error');
   else if (k === 'r' && sel && sel.kind === 'label' && sel.model) send({ op: 'reject', id: `p${sel.prediction}`, revision: sel.prediction_revision });

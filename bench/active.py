@@ -86,7 +86,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from core.active import QueueConfig, QueueItem, dismiss_missed, review_queue  # noqa: E402
 from core.effort import (Effort, best_cut, decision_seconds, follow_queue, from_scratch, judge,  # noqa: E402
-                         per_minutes, review_in_time_order)
+                         passed, per_minutes, review_in_time_order, watch_through)
 from core.ingest import import_source  # noqa: E402
 from core.jobs import InferParams, RetrainParams, reinfer, retrain, review_focus  # noqa: E402
 from core.labels import LABEL_FILE, ms_to_frame  # noqa: E402
@@ -391,7 +391,7 @@ def review_round(store: Store, ws: Workspace, strategy: str, version: str, analy
 
 
 def new_game_minutes(store: Store, ws: Workspace, version: str, new_truth: list[dict]) -> dict:
-    """Analyst minutes per 10-minute game to label the new game (a), (b), (c) with ``version``."""
+    """Analyst minutes per 10-minute game to label the new game (a), (b), (c), (d) with ``version``."""
     game = store.game(NEW_GAME)
     reinfer(store, ws, InferParams(version=version, games=[NEW_GAME], tta=False, carry_from=version), quiet)
     preds = store.predictions(game["id"], version)
@@ -403,6 +403,9 @@ def new_game_minutes(store: Store, ws: Workspace, version: str, new_truth: list[
             "time_order": per_minutes(review_in_time_order(preds, new_truth, n, EFFORT), n),
             "queue": per_minutes(follow_queue(items, preds, new_truth, n, EFFORT), n),
             "time_order_1x": per_minutes(review_in_time_order(preds, new_truth, n, slow), n),
+            "watch_through": per_minutes(watch_through(preds, new_truth, n, EFFORT), n),
+            "watch_through_1x": per_minutes(watch_through(preds, new_truth, n, slow), n),
+            "let_pass": sum(passed(preds, new_truth, EFFORT).values()),
             "predictions": len(preds), "missed_events": len(judge(preds, new_truth).missed)}
 
 
@@ -598,10 +601,13 @@ def print_summary(summary: dict, plan: Plan) -> None:
     if ng:
         print("\nanalyst minutes to label a new 10-minute game fully, with the queue's model of each round "
               f"(core.effort; review at {EFFORT.review_speed:g}x, scratch at {EFFORT.scratch_speed:g}x)")
-        print("round  (a) scratch  (b) time order  (c) queue   (b)/(a)  (b) at 1x  predictions  events missed")
+        print("round  (a) scratch  (b) time order  (c) queue  (d) watch through   (b)/(a)  (d)/(a)  (b) at 1x  "
+              "(d) at 1x  predictions  events missed")
         for r in ng:
-            print(f"{r['round']:5d}  {r['scratch']:11.1f}  {r['time_order']:14.1f}  {r['queue']:9.1f}   "
-                  f"{r['time_order'] / r['scratch']:7.2f}  {r.get('time_order_1x', math.nan):9.1f}  "
+            wt = r.get("watch_through", math.nan)
+            print(f"{r['round']:5d}  {r['scratch']:11.1f}  {r['time_order']:14.1f}  {r['queue']:9.1f}  {wt:17.1f}   "
+                  f"{r['time_order'] / r['scratch']:7.2f}  {wt / r['scratch']:7.2f}  "
+                  f"{r.get('time_order_1x', math.nan):9.1f}  {r.get('watch_through_1x', math.nan):9.1f}  "
                   f"{r['predictions']:11.0f}  {r.get('missed_events', math.nan):13.0f}")
 
 
@@ -636,7 +642,9 @@ def plot(summary: dict, results: dict, plan: Plan, path: Path) -> None:
         ax = axes[2]
         ng = summary["new_game_minutes"]
         for key, name in (("scratch", "(a) from scratch"), ("time_order", "(b) model, time order"),
-                          ("queue", "(c) model, the queue")):
+                          ("queue", "(c) model, the queue"), ("watch_through", "(d) model, watched through")):
+            if key not in ng[0]:
+                continue
             ax.plot([r["round"] for r in ng], [r[key] for r in ng], marker="o", label=name)
         ax.set_xlabel("round (the queue's model)")
         ax.set_ylabel("analyst minutes per new 10-minute game")
@@ -731,12 +739,17 @@ def _timed_retrain(copy: Workspace, log, decisions: range) -> dict:
 # --------------------------------------------------------------------------- review cuts
 
 
+#: The two ways of reviewing a new game the cuts are measured for (``core.effort``).
+WORKFLOWS = {"time_order": review_in_time_order, "watch_through": watch_through}
+
+
 def review_cuts(data: Path, plan: Plan, log) -> dict:
     """Would a review cut, chosen where reviewing costs least on another game, make reviewing the
-    new game cheaper? From a finished run's workspaces (no training): for each seed, round 0's
-    model and the queue's last, the cut is chosen on the seed's pool game (its true events
-    known to the bench, not to the model) and applied to the new game; the cut chosen on the new
-    game itself bounds what any cut can do."""
+    new game cheaper, in time order (b) or watched through (d)? From a finished run's workspaces
+    (no training): for each seed, round 0's model and the queue's last, the cut is chosen on the
+    seed's pool game (its true events known to the bench, not to the model) and applied to the
+    new game; the cut chosen on the new game itself bounds what any cut can do. A model that
+    predicts every true event at its frame and nothing else bounds what any model can do."""
     new_truth = truth_of(data / "games" / f"new-game-{plan.heldout_minutes:g}min")
     rows = []
     for seed in range(plan.seeds):
@@ -748,35 +761,49 @@ def review_cuts(data: Path, plan: Plan, log) -> dict:
         pool_truth = truth_of(next(pool_folder.rglob("truth.json")).parent)
         with Store.open(ws) as store:
             new = store.game(NEW_GAME)
+            n = new["frame_count"]
             pool = next(g for g in store.games() if g["split"] == "test" and g["id"] != new["id"])
+            perfect = [{"id": k, "frame": t["frame"], "label": t["label"], "team": t["team"], "confidence": 1.0}
+                       for k, t in enumerate(new_truth)]
             for version in ("round0", store.models()[-1]["version"]):
                 on_pool, on_new = store.predictions(pool["id"], version), store.predictions(new["id"], version)
-                cut = best_cut([(on_pool, pool_truth, pool["frame_count"])])
-                bound = best_cut([(on_new, new_truth, new["frame_count"])])
+                row = {"seed": seed, "version": version, "predictions": len(on_new),
+                       "scratch": per_minutes(from_scratch(new_truth, n, EFFORT), n)}
+                for name, review in WORKFLOWS.items():
+                    cut = best_cut([(on_pool, pool_truth, pool["frame_count"])], review=review)
+                    bound = best_cut([(on_new, new_truth, n)], review=review)
 
-                def minutes(at: float) -> float:
-                    kept = [p for p in on_new if p["confidence"] >= at]
-                    return per_minutes(review_in_time_order(kept, new_truth, new["frame_count"], EFFORT),
-                                       new["frame_count"])
-                rows.append({"seed": seed, "version": version, "scratch": per_minutes(
-                                 from_scratch(new_truth, new["frame_count"], EFFORT), new["frame_count"]),
-                             "stored": minutes(0.0), "predictions": len(on_new), "cut": cut, "at_cut": minutes(cut),
-                             "kept": sum(p["confidence"] >= cut for p in on_new), "bound_cut": bound,
-                             "at_bound": minutes(bound), "none": minutes(2.0)})
-                r = rows[-1]
-                log(f"seed {seed} {version:>6}: scratch {r['scratch']:.1f} min; predictions in time order "
-                    f"{r['stored']:.1f} ({r['predictions']}); at the pool's cut {cut:.2f} {r['at_cut']:.1f} "
-                    f"({r['kept']}); at the best cut for this game ({bound:.2f}) {r['at_bound']:.1f}; "
-                    f"watching with no prediction {r['none']:.1f}")
+                    def minutes(at: float) -> float:
+                        kept = [p for p in on_new if p["confidence"] >= at]
+                        return per_minutes(review(kept, new_truth, n, EFFORT), n)
+                    row[name] = {"stored": minutes(0.0), "cut": cut, "at_cut": minutes(cut),
+                                 "kept": sum(p["confidence"] >= cut for p in on_new), "bound_cut": bound,
+                                 "at_bound": minutes(bound), "none": minutes(2.0),
+                                 "perfect": per_minutes(review(perfect, new_truth, n, EFFORT), n)}
+                    r = row[name]
+                    log(f"seed {seed} {version:>6} {name}: scratch {row['scratch']:.1f} min; all predictions "
+                        f"{r['stored']:.1f} ({len(on_new)}); at the pool's cut {cut:.2f} {r['at_cut']:.1f} "
+                        f"({r['kept']}); at the best cut for this game ({bound:.2f}) {r['at_bound']:.1f}; "
+                        f"no prediction {r['none']:.1f}; a perfect model {r['perfect']:.1f}")
+                row["let_pass"] = passed(on_new, new_truth, EFFORT)
+                rows.append(row)
+    summary = {}
     for version in ("round0", "last"):
         chosen = [r for r in rows if (r["version"] == "round0") == (version == "round0")]
-        if chosen:
-            mean = {k: statistics.mean(r[k] for r in chosen) for k in ("scratch", "stored", "at_cut", "at_bound")}
-            log(f"{version}, mean of {len(chosen)} seeds: scratch {mean['scratch']:.1f} min; time order "
-                f"{mean['stored']:.1f} ({mean['stored'] / mean['scratch']:.2f}x); at the pool's cut "
-                f"{mean['at_cut']:.1f} ({mean['at_cut'] / mean['scratch']:.2f}x); at the best cut "
-                f"{mean['at_bound']:.1f} ({mean['at_bound'] / mean['scratch']:.2f}x)")
-    return {"rows": rows}
+        if not chosen:
+            continue
+        scratch = statistics.mean(r["scratch"] for r in chosen)
+        summary[version] = {"scratch": scratch}
+        for name in WORKFLOWS:
+            mean = {k: statistics.mean(r[name][k] for r in chosen)
+                    for k in ("stored", "at_cut", "at_bound", "none", "perfect")}
+            summary[version][name] = mean
+            log(f"{version}, {name}, mean of {len(chosen)} seeds: scratch {scratch:.1f} min; all predictions "
+                f"{mean['stored']:.1f} ({mean['stored'] / scratch:.2f}x); at the pool's cut "
+                f"{mean['at_cut']:.1f} ({mean['at_cut'] / scratch:.2f}x); at the best cut "
+                f"{mean['at_bound']:.1f} ({mean['at_bound'] / scratch:.2f}x); a perfect model "
+                f"{mean['perfect']:.1f} ({mean['perfect'] / scratch:.2f}x)")
+    return {"effort": EFFORT.as_dict(), "rows": rows, "summary": summary}
 
 
 # --------------------------------------------------------------------------- main

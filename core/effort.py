@@ -4,7 +4,8 @@ How many keys each action takes is read off the review screen's key handling
 (``assets/review.js``; ``KEYMAP`` below names them, and a test checks them against the file):
 accept ``a``, reject ``r``, move one frame ``[``/``]`` (a correction accepts), flip the team
 ``t``, add a class at the playhead ``1``..``=`` (for the team of the toggle, Shift+T switches
-it), next queue item ``u``, next event ``n``, play/pause Space, one second back Shift+Left.
+it), next queue item ``u``, next event ``n``, previous event ``p``, play/pause Space, one second back
+Shift+Left, accept the watched stretch Shift+A.
 What one key and one decision take are the Keystroke-Level Model's operators (Card, Moran and
 Newell, *The Psychology of Human-Computer Interaction*, 1983: K 0.28 s for an average
 non-secretarial typist, M 1.35 s of mental preparation); the playback speeds, the glance at a
@@ -20,14 +21,15 @@ reviewer uses the same judge, so their decisions and their costs agree.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from core.labels import FPS
 from core.nearby import FrameIndex
 
 #: The review screen's keys for each action (``assets/review.js``'s keydown handler).
 KEYMAP: dict[str, str] = {"accept": "a", "reject": "r", "move_back": "[", "move_on": "]", "team": "t",
-                          "next_item": "u", "next_event": "n", "play": " ", "team_toggle": "T"}
+                          "next_item": "u", "next_event": "n", "previous_event": "p", "play": " ",
+                          "team_toggle": "T", "accept_watched": "A"}
 #: "The same event" for the judge: SoccerNet's mAP@1 tolerance (+-12 frames at 25 fps).
 NEAR = 12
 
@@ -55,6 +57,10 @@ class Effort:
     locate_steps: float = 8.0
     #: Share of added events whose team is not the toggle's (one Shift+T): two teams (assumption).
     team_switch_p: float = 0.5
+    #: Watching through (:func:`watch_through`): how many frames off a prediction's marker can be
+    #: and still look right at review speed, so that the analyst lets it pass (80 ms of game at
+    #: 25 fps, 40 ms of viewing at 2x; assumption). Such a label keeps the model's frame.
+    pass_frames: int = 2
 
     def keys(self, n: float) -> float:
         return n * self.key_s
@@ -81,6 +87,15 @@ class Effort:
         """Add a missed event where the screen already is (a queue's missed-event item): its class
         key, the team toggle where needed, frames to the contact frame."""
         return self.think_s + self.keys(1 + abs(moved) + self.team_switch_p)
+
+    def stop(self) -> float:
+        """Watching through, a marker that looks wrong: pause (Space), select it (``p``, the event
+        just passed, seeks back to it) and look at it."""
+        return self.keys(2) + self.look_s
+
+    def accept_watched(self) -> float:
+        """Shift+A: accept the pending predictions watched since the last time (two keys)."""
+        return self.keys(2)
 
     def dismiss(self) -> float:
         """A missed-event item with nothing there: decide so and go on (the next ``u`` is the jump)."""
@@ -230,6 +245,46 @@ def follow_queue(items: list[dict], predictions: list[dict], truth: list[dict], 
     return cost
 
 
+def watch_through(predictions: list[dict], truth: list[dict], n_frames: int, effort: Effort = Effort()) -> Cost:
+    """(d) Watch the game at ``review_speed`` with the predictions' markers, stopping only where
+    one looks wrong: a false alarm, another class, the other team, or a frame further off than
+    ``pass_frames`` (:meth:`Effort.stop`, then the decision); Shift+A before each such stop and
+    at the end accepts, as one edit, the pending predictions watched since the last Shift+A
+    (the review screen's "accept the watched stretch"). Missed events are added while watching,
+    as in (b). The predictions let pass keep the model's frame, at most ``pass_frames`` off:
+    :func:`passed` counts them."""
+    verdicts = judge(predictions, truth)
+    cost = Cost(watch=effort.watch(game_seconds(n_frames), effort.review_speed))
+    waiting = stretches = 0  # predictions let pass since the last Shift+A; Shift+As pressed
+    for p in sorted(predictions, key=lambda p: (p["frame"], p["id"])):
+        v = verdicts.verdicts[p["id"]]
+        if _passes(v, effort):
+            waiting += 1
+            continue
+        stretches += waiting > 0
+        waiting = 0
+        cost.jumps += effort.stop()
+        cost.decisions += decision_seconds(v, effort)
+    stretches += waiting > 0
+    cost.decisions += stretches * effort.accept_watched()
+    cost.adds = len(verdicts.missed) * effort.add_while_watching()
+    return cost
+
+
+def _passes(verdict: Verdict, effort: Effort) -> bool:
+    return verdict.action == "accept" and not verdict.team_flip and abs(verdict.moved) <= effort.pass_frames
+
+
+def passed(predictions: list[dict], truth: list[dict], effort: Effort = Effort()) -> dict[int, int]:
+    """Watching through (:func:`watch_through`): how many predictions are let pass, by how many
+    frames off the true event they stay (0 .. ``pass_frames``)."""
+    out: dict[int, int] = {}
+    for v in judge(predictions, truth).verdicts.values():
+        if _passes(v, effort):
+            out[abs(v.moved)] = out.get(abs(v.moved), 0) + 1
+    return out
+
+
 def per_minutes(cost: Cost, n_frames: int, minutes: float = 10.0) -> float:
     """``cost`` in analyst minutes per ``minutes`` of game (every part scales with the game)."""
     return cost.minutes * minutes * 60 / max(game_seconds(n_frames), 1e-9)
@@ -240,17 +295,20 @@ CUT_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def best_cut(games: Iterable[tuple[list[dict], list[dict], int]], effort: Effort = Effort(),
-             grid: Iterable[float] = CUT_GRID) -> float | None:
-    """The confidence at or above which reviewing games' predictions in time order costs the
-    analyst least, all ``(predictions, true events, frames)`` games together
-    (:func:`review_in_time_order`): a higher cut leaves fewer false alarms to reject and more
-    missed events to add while watching. The lowest of equal costs. A game without true events
-    says nothing (every prediction would count as a false alarm): None when no game has any."""
+             grid: Iterable[float] = CUT_GRID,
+             review: Callable[[list[dict], list[dict], int, Effort], Cost] | None = None) -> float | None:
+    """The confidence at or above which reviewing games' predictions costs the analyst least,
+    all ``(predictions, true events, frames)`` games together, reviewed by ``review``
+    (:func:`review_in_time_order` unless named; :func:`watch_through`): a higher cut leaves
+    fewer false alarms to reject and more missed events to add while watching. The lowest of
+    equal costs. A game without true events says nothing (every prediction would count as a
+    false alarm): None when no game has any."""
+    review = review or review_in_time_order
     games = [g for g in games if g[1]]
     if not games:
         return None
 
     def cost(cut: float) -> float:
-        return sum(review_in_time_order([p for p in preds if p["confidence"] >= cut], truth, n, effort).minutes
+        return sum(review([p for p in preds if p["confidence"] >= cut], truth, n, effort).minutes
                    for preds, truth, n in games)
     return min(sorted(grid), key=cost)

@@ -231,12 +231,17 @@ def _bulk(store: Store, g: dict, action: dict, author: str | None, version: str 
     """Accept every listed pending prediction at or above ``threshold``, or reject every one at
     or below it, as ONE undo step: ``{"decision": "accept" | "reject", "threshold": t,
     "events": [{"id": "p12", "revision": 3}, ...]}``, the predictions the client's filters
-    show. Each names the revision the client saw: one changed since (or no longer pending, or
-    on the wrong side of the threshold) is a conflict and nothing is written, as for one edit."""
+    show. Or accept those shown in a stretch of frames the analyst watched through (Shift+A):
+    ``{"decision": "accept", "span": [from, to], "events": [...]}``, each inside the span.
+    Each names the revision the client saw: one changed since (or no longer pending, or on the
+    wrong side of the threshold) is a conflict and nothing is written, as for one edit."""
     decision = action.get("decision")
     if decision not in ("accept", "reject"):
         raise BallspotError(f"a bulk decision is 'accept' or 'reject', not {decision!r}")
-    threshold = action.get("threshold")
+    span = _span(action.get("span"), g) if "span" in action else None
+    if span is not None and decision != "accept":
+        raise BallspotError("a watched stretch (span) is accepted, not rejected: reject what looks wrong one by one")
+    threshold = action.get("threshold", 0.0 if span is not None else None)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise BallspotError(f"the confidence threshold must be a number from 0 to 1, not {threshold!r}")
     events = action.get("events")
@@ -258,15 +263,33 @@ def _bulk(store: Store, g: dict, action: dict, author: str | None, version: str 
         p = store.prediction(pid)
         if p["game_id"] != g["id"] or (version is not None and p["model_version"] != version):
             raise BallspotError(f"prediction {pid} is not one of this game's active predictions")
+        if span is not None and not span[0] <= p["frame"] <= span[1]:
+            raise BallspotError(f"prediction {pid} ({p['label']} at {clock(p['frame'])}) is outside the watched "
+                                f"stretch {clock(span[0])}-{clock(span[1])}; nothing was changed")
         side = p["confidence"] >= threshold if decision == "accept" else p["confidence"] <= threshold
         if p["revision"] != revision or p["status"] != "pending" or not side:
             raise ConflictError(f"prediction {pid} ({p['label']} at {clock(p['frame'])}) was changed since you "
                                 "loaded it; nothing was changed", current=p)
-    word = "at or above" if decision == "accept" else "at or below"
     status = "accepted" if decision == "accept" else "rejected"
-    summary = f"{decision} {len(items)} pending predictions {word} {threshold:.2f}"
-    store.review_many(status, items, reviewer=author, summary=summary)
-    return f"{status} {len(items)} pending prediction(s) {word} {threshold:.2f} (one undo step)"
+    if span is not None:
+        where = f"watched {clock(span[0])}-{clock(span[1])}"
+    else:
+        where = f"{'at or above' if decision == 'accept' else 'at or below'} {threshold:.2f}"
+    store.review_many(status, items, reviewer=author, summary=f"{decision} {len(items)} pending predictions {where}")
+    return f"{status} {len(items)} pending prediction(s) {where} (one undo step)"
+
+
+def _span(value: Any, g: dict) -> tuple[int, int]:
+    """A watched stretch ``[from, to]``: two frames of the game, in order."""
+    if (not isinstance(value, list) or len(value) != 2
+            or any(isinstance(f, bool) or not isinstance(f, int) for f in value)):
+        raise BallspotError(f"a watched stretch is [first frame, last frame], not {str(value)[:40]!r}")
+    first, last = value
+    frames = int(g["frame_count"] or 0)  # 0: a game imported without its video has no known end
+    if not 0 <= first <= last or (frames and last >= frames):
+        raise BallspotError(f"the watched stretch {first}-{last} is not within the game's frames"
+                            + (f" 0-{frames - 1}" if frames else ""))
+    return first, last
 
 
 def edit(store: Store, game: int | str, action: dict, *, author: str | None, cursor: int,

@@ -247,6 +247,65 @@ def test_an_edit_whose_reply_is_lost_is_sent_again_and_saved_once(page, workspac
     store.close()
 
 
+def test_watching_through_shift_a_accepts_what_was_played_and_nothing_else(page, workspace):
+    """The analyst plays the game, stops where a marker looks wrong and rejects it, and Shift+A
+    accepts, as one undo step, the other pending predictions in the stretch played; those after
+    it stay pending. p after playing selects the event just passed, not the one before the
+    selection made before playing."""
+    store = Store.open(workspace)
+    gid = store.games()[0]["id"]
+    page.wait_for_function("() => document.querySelector('#player').readyState >= 2", timeout=30_000)
+    page.keyboard.press("A")
+    assert "play the video first" in status(page)  # nothing played yet: nothing to accept
+    page.locator("#timeline .bs-marker.label").first.click()  # a selection before playing
+    page.keyboard.press("g")
+    page.keyboard.type("0")
+    page.keyboard.press("Enter")
+    page.select_option("#speed", "4")
+    page.keyboard.press(" ")
+    page.wait_for_function("() => Number(document.querySelector('#frame-number').textContent) >= 350", timeout=20_000)
+    page.keyboard.press(" ")
+    page.wait_for_function("() => document.querySelector('#player').paused")
+    band = page.locator("#watched")
+    assert band.is_visible()
+    first, last = int(band.get_attribute("data-from")), int(band.get_attribute("data-to"))
+    assert first == 0 and last >= 350
+    here = current_frame(page)
+    page.keyboard.press("p")  # from the playhead: the event just passed
+    passed = max(e["frame"] for e in store.labels(gid) + store.predictions(gid, "v1") if e["frame"] < here)
+    assert int(page.locator("#events .bs-row.selected").get_attribute("data-frame")) == passed
+
+    watched = [p for p in store.predictions(gid, "v1") if first <= p["frame"] <= last and p["status"] == "pending"]
+    later = [p for p in store.predictions(gid, "v1") if p["frame"] > last and p["status"] == "pending"]
+    assert len(watched) >= 3 and later
+    wrong = watched[1]
+    page.locator(f"#timeline .bs-marker[data-id='p{wrong['id']}']").click()
+    with saved(page):
+        page.keyboard.press("r")
+    steps = len(store.history(gid, limit=1000))
+    with saved(page):
+        page.keyboard.press("A")
+    assert f"accepted {len(watched) - 1} pending prediction(s) watched" in status(page), status(page)
+    status_of = {p["id"]: p["status"] for p in store.predictions(gid, "v1")}
+    assert status_of[wrong["id"]] == "rejected"
+    assert all(status_of[p["id"]] == "accepted" for p in watched if p is not wrong)
+    assert all(status_of[p["id"]] == "pending" for p in later)
+    assert len(store.history(gid, limit=1000)) == steps + 1
+    assert not band.is_visible()  # the next stretch starts where this one ended
+    page.keyboard.press("A")
+    assert "play the video first" in status(page)
+
+    with saved(page):
+        page.keyboard.press("Control+z")  # one step takes the stretch back, not the rejection
+    status_of = {p["id"]: p["status"] for p in store.predictions(gid, "v1")}
+    assert all(status_of[p["id"]] == "pending" for p in watched if p is not wrong)
+    assert status_of[wrong["id"]] == "rejected"
+    with saved(page):
+        page.keyboard.press("Control+z")
+    assert store.prediction(wrong["id"])["status"] == "pending"
+    store.close()
+
+
 def test_typing_in_a_field_does_not_edit(page, workspace):
     store = Store.open(workspace)
     before = len(store.labels(store.games()[0]["id"]))

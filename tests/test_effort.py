@@ -6,8 +6,8 @@ import re
 import pytest
 
 from conftest import ROOT
-from core.effort import (KEYMAP, Effort, best_cut, follow_queue, from_scratch, judge, per_minutes,
-                         review_in_time_order)
+from core.effort import (KEYMAP, Effort, best_cut, follow_queue, from_scratch, judge, passed, per_minutes,
+                         review_in_time_order, watch_through)
 
 E = Effort()
 
@@ -27,7 +27,8 @@ def test_the_key_counts_are_the_review_screens_keys():
     branches = dict(re.findall(r"k === '(.{1,2})'\)?[^\n]*?\)? (.*)", handler))
     wants = {"accept": "op: 'accept'", "reject": "op: 'reject'", "move_back": "op: 'move', by: -1",
              "move_on": "op: 'move', by: 1", "team": "op: 'team'", "next_item": "nextItem()",
-             "next_event": "jump(1)", "play": "togglePlay()", "team_toggle": "setTeam("}
+             "next_event": "jump(1)", "previous_event": "jump(-1)", "play": "togglePlay()",
+             "team_toggle": "setTeam(", "accept_watched": "acceptWatched()"}
     for action, key in KEYMAP.items():
         assert key in branches, f"{action}: no branch for key {key!r} in review.js"
         assert wants[action] in branches[key], (action, key, branches[key])
@@ -93,6 +94,36 @@ def test_following_the_queue():
     # Without its items the queue is the time-order review: the same decisions, the same misses.
     assert follow_queue([], preds, truth, n_frames).seconds == pytest.approx(
         review_in_time_order(preds, truth, n_frames).seconds)
+
+
+def test_watching_through_stops_only_where_a_marker_looks_wrong():
+    """(d): the right predictions pass (Shift+A accepts each stretch of them), each wrong one
+    costs a stop and its decision, as in time order; a perfect model costs the watching and a
+    Shift+A, far under both time order and scratch, while time order pays a stop per event."""
+    n_frames = 25 * 60
+    truth = [_ev(100 + k, 100 + 70 * k, "PASS") for k in range(20)]
+    perfect = [_ev(k, t["frame"], "PASS", "home", 0.9) for k, t in enumerate(truth)]
+    cost = watch_through(perfect, truth, n_frames)
+    assert cost.seconds == pytest.approx(60 / E.review_speed + E.accept_watched())
+    assert cost.seconds < review_in_time_order(perfect, truth, n_frames).seconds / 2
+    assert passed(perfect, truth) == {0: 20}
+
+    preds = [{**p} for p in perfect]
+    preds[3]["frame"] += 2                     # 2 frames off: looks right at 2x, passes, keeps its frame
+    preds[5]["frame"] += 5                     # 5 frames off: a stop, moved
+    preds[9]["team"] = "away"                  # the other team: a stop, flipped
+    preds.append(_ev(50, 1450, "SHOT", "home", 0.6))  # nothing there: a stop, rejected
+    del preds[15]                              # missed: added while watching
+    cost = watch_through(preds, truth, n_frames)
+    assert cost.watch == pytest.approx(60 / E.review_speed)
+    assert cost.jumps == pytest.approx(3 * E.stop())
+    # Shift+A: before the stop at event 5 (0-4 passed), at 9 (6-8), at the false alarm (10-14, 16-19)
+    assert cost.decisions == pytest.approx(E.accept(-5) + E.accept(0, team_flip=True) + E.reject()
+                                           + 3 * E.accept_watched())
+    assert cost.adds == pytest.approx(E.add_while_watching())
+    assert passed(preds, truth) == {0: 16, 2: 1}
+    strict = Effort(pass_frames=0)  # only what is right to the frame passes: one more stop
+    assert watch_through(preds, truth, n_frames, strict).jumps == pytest.approx(4 * strict.stop())
 
 
 def test_the_best_review_cut_leaves_out_the_false_alarms_and_keeps_the_events():

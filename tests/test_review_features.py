@@ -181,6 +181,44 @@ def test_a_bulk_action_with_a_bad_or_stale_entry_changes_nothing(store, game, sp
     assert store.dump() == before
 
 
+def test_shift_a_accepts_the_watched_stretch_as_one_undo_step(store, game):
+    """Watching through: the pending predictions shown in the frames played (Shift+A's span),
+    whatever their confidence, become labels in one edit; the message names the stretch."""
+    pending = _pending(store, game)
+    chosen = [pending[20], pending[30], pending[60]]  # 0.9, 0.85, 0.4: watched 15-65
+    result = _edit(store, game, {"op": "bulk", "decision": "accept", "span": [15, 65], "events": _ids(chosen)})
+    assert result.ok, result.message
+    assert "accepted 3" in result.message and "watched 00:00.15-00:02.15" in result.message
+    assert [store.prediction(p["id"])["status"] for p in chosen] == ["accepted"] * 3
+    assert store.prediction(pending[70]["id"])["status"] == "pending"  # not watched: left alone
+    assert store.history(game, limit=1)[0]["summary"] == "accept 3 pending predictions watched 00:00.15-00:02.15"
+    assert _edit(store, game, {"op": "undo"}).ok
+    assert [store.prediction(p["id"])["status"] for p in chosen] == ["pending"] * 3
+
+
+@pytest.mark.parametrize("span, spoil, words", [
+    ([15, 50], None, "outside the watched stretch"),  # the HEADER at 60 was not played
+    ([15, 65], "reject", "accepted, not rejected"),
+    ([65, 15], None, "not within the game's frames"),
+    ([15, 100], None, "not within the game's frames"),  # the game has 100 frames: 0-99
+    ([15], None, "[first frame, last frame]"),
+    ([15.0, 65], None, "[first frame, last frame]"),
+    ("15-65", None, "[first frame, last frame]"),
+    ([15, 65], "stale", "changed since you loaded it"),
+])
+def test_a_watched_stretch_that_does_not_hold_changes_nothing(store, game, span, spoil, words):
+    pending = _pending(store, game)
+    action = {"op": "bulk", "decision": "accept", "span": span, "events": _ids([pending[20], pending[60]])}
+    if spoil == "reject":
+        action["decision"] = "reject"
+    elif spoil == "stale":
+        store.accept(pending[60]["id"], reviewer="ben")  # another tab decided it meanwhile
+    before = store.dump()
+    result = _edit(store, game, action)
+    assert not result.ok and words in result.message, result.message
+    assert store.dump() == before
+
+
 # --------------------------------------------------------------------------- teams, first game
 
 

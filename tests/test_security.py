@@ -377,6 +377,34 @@ def test_failed_logins_are_limited(ws):
             assert all(400 <= c < 500 and c != 429 for c in codes), codes
             assert login(client, url, "alice", PASSWORD).status_code == 429
             assert login(client, url, "alice", "guess-6").status_code == 429
+        # A guesser naming itself anew with each request gets no more than LOGIN_FAILURES_ALL (20)
+        # checked by everyone together: 10 so far, so two more names' 5 each, then none.
+        with httpx.Client() as client:
+            def guess(i: int) -> httpx.Response:
+                return client.post(url + "login", data={"username": "alice", "password": f"n{i}"},
+                                   headers={"Origin": url.rstrip("/"), "X-Forwarded-For": f"198.51.100.{i}"})
+            codes = [guess(i).status_code for i in range(12)]
+            assert sum(c != 429 for c in codes) == 10 and codes[10:] == [429, 429], codes
+            assert "all clients together" in guess(99).text
+
+
+def test_the_login_counts_forget_made_up_clients_and_the_window_passes():
+    """Guesses under a new name each (a forwarded address per request) count together, keep no
+    memory per name once past, and a minute later the app takes attempts again."""
+    from app.server import LOGIN_FAILURES_ALL, LOGIN_WINDOW_S, RequestGuard
+
+    now = [0.0]
+    guard = RequestGuard(None, {"127.0.0.1"}, clock=lambda: now[0])
+    answers = [guard._attempt(f"10.0.{i // 256}.{i % 256}") for i in range(10_000)]
+    assert sum(a is None for a in answers) == LOGIN_FAILURES_ALL
+    assert "all clients together" in answers[-1]
+    assert len(guard.attempts) == LOGIN_FAILURES_ALL  # refused names left nothing behind
+    now[0] = LOGIN_WINDOW_S + 1
+    assert guard._attempt("192.0.2.1") is None  # the window passed
+    for minute in range(2, 22):  # 20 minutes of 20 new names each: 400 names, most long past
+        now[0] = minute * (LOGIN_WINDOW_S + 1)
+        assert all(guard._attempt(f"172.16.{minute}.{i}") is None for i in range(LOGIN_FAILURES_ALL))
+    assert len(guard.attempts) <= 256 + LOGIN_FAILURES_ALL
 
 
 def test_another_site_cannot_log_a_user_out(auth_app):

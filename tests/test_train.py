@@ -466,7 +466,7 @@ def test_training_with_the_ball_track_keeps_the_detector_and_feeds_each_sample_i
     # The run kept each training game's track under the saved model's own weights: a retrain
     # from this model (a fine-tune keeps them) reads the tracks back rather than drawing them.
     from core.training.track import detector_digest, read_track
-    kept = read_track(ws.cache_dir / "tracks" / f"{games[0].frames_key}-{detector_digest(model, 'cpu')}.npy")
+    kept = read_track(ws.cache_dir / "tracks" / f"{games[0].track_key}-{detector_digest(model, 'cpu')}.npy")
     add_tracks(model, games, config, torch.device("cpu"))  # no cache: drawn here
     assert kept is not None and np.allclose(kept, games[0].track, atol=1e-6)
     config.augment = False
@@ -506,7 +506,7 @@ def test_a_ball_track_is_read_back_only_for_the_same_frames_and_the_same_detecto
 
     def run(key: str = "game-1-a") -> np.ndarray:
         game = GameData(1, "g", 40, videos[key], {}, np.zeros((0, 3), np.int64), np.zeros((0, 2), np.int64), [],
-                        frames_key=key)
+                        track_key=key)
         track.add_tracks(model, [game], config, torch.device("cpu"), cache=cache)
         return game.track
 

@@ -58,9 +58,9 @@ class GameData:
     #: (N, 3) the ball's track point of every frame (``core.infer.frame_tracks``), for models
     #: with ``track_frames``; computed by the frozen ball detector (``core.training.track``).
     track: np.ndarray | None = None
-    #: Which frames these are (``frames_key``: the game, the size, the video file as imported):
-    #: the name the ball's track of them is kept under; "" for none.
-    frames_key: str = ""
+    #: The name the ball's track of these frames is kept under (:func:`track_key`: the game, the
+    #: size, the video file as imported); "" for none (not kept).
+    track_key: str = ""
 
     def window(self, centre: int, config: ModelConfig) -> np.ndarray:
         idx = window_index(np.array([centre]), config.frame_offsets(), self.n_frames)[0]
@@ -154,7 +154,7 @@ def load_games(store: Store, workspace: Workspace, splits: list[str], config: Tr
             n = len(frames)
         annotations = [annotation_dict(r["frame"], r["label"], r["team"], r["visibility"]) for r in labels]
         out.append(GameData(g["id"], g["url_local"], n, frames, g, events, negatives, annotations,
-                            partial, frames_key=track_key(g, size)))
+                            partial, track_key=track_key(g, size)))
     return out
 
 

@@ -79,7 +79,7 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
     drawn_by = detector_digest(model, device) if cache is not None else ""
     t0 = time.perf_counter()
     for k, g in enumerate(games):
-        path = cache / f"{g.frames_key}-{drawn_by}.npy" if cache is not None and g.frames_key else None
+        path = cache / f"{g.track_key}-{drawn_by}.npy" if cache is not None and g.track_key else None
         # A game read from its frame cache has a known length; one read from the video, not.
         track = read_track(path, g.n_frames if g.frames is not None else None) if path is not None else None
         if track is None:
