@@ -55,6 +55,8 @@ LOGIN_FAILURES = 5
 #: an SSH tunnel) still gets no more than these. Then everyone waits out the window.
 LOGIN_FAILURES_ALL = 20
 LOGIN_WINDOW_S = 60.0
+#: The scope key a login attempt's count is kept under until its answer says whether it succeeded.
+LOGIN_STAMP = "ballspot.login_stamp"
 #: Where the review screen's video player reads a game's video.
 VIDEO_ROUTE = "/ballspot/video/{game_id}"
 
@@ -175,9 +177,10 @@ class RequestGuard:
             if ctype not in kinds:
                 return 415, f"{path} takes {' or '.join(kinds)}, not {ctype or 'a body without a type'}"
             if path == "/login":
-                refused = self._attempt(self._client(scope))
+                refused, stamp = self._attempt(self._client(scope))
                 if refused is not None:
                     return 429, refused
+                scope[LOGIN_STAMP] = stamp  # the count a success gives back
         return None
 
     @staticmethod
@@ -185,9 +188,11 @@ class RequestGuard:
         client = scope.get("client")
         return client[0] if client else "?"
 
-    def _attempt(self, client: str) -> str | None:
-        """Count a login attempt before it is checked (so parallel guesses count too); why it is
-        refused when the client, or all clients together, used their attempts of the last minute.
+    def _attempt(self, client: str) -> tuple[str | None, float]:
+        """Count a login attempt before it is checked (so parallel guesses count too): (why it is
+        refused, when the client or all clients together used their attempts of the last minute;
+        the time it is counted under, told apart from every other attempt's, which a success gives
+        back, and only that one).
         A client's count is dropped once empty or past, so names made up per request keep no memory."""
         now = self.clock()
         if len(self.attempts) > 256:  # at most LOGIN_FAILURES_ALL of them are in the window
@@ -198,13 +203,14 @@ class RequestGuard:
                 times.popleft()
         try:
             if len(recent) >= LOGIN_FAILURES:
-                return f"too many failed logins: wait a minute ({LOGIN_FAILURES} a minute are allowed)"
+                return f"too many failed logins: wait a minute ({LOGIN_FAILURES} a minute are allowed)", now
             if len(everyone) >= LOGIN_FAILURES_ALL:
                 return (f"too many failed logins on this app from all clients together: wait a minute "
-                        f"({LOGIN_FAILURES_ALL} a minute are allowed)")
-            recent.append(now)
-            everyone.append(now)
-            return None
+                        f"({LOGIN_FAILURES_ALL} a minute are allowed)"), now
+            stamp = now if not everyone or everyone[-1] < now else everyone[-1] + 1e-6
+            recent.append(stamp)
+            everyone.append(stamp)
+            return None, stamp
         finally:
             if recent:
                 self.attempts[client] = recent
@@ -223,9 +229,10 @@ class RequestGuard:
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
                 if path == "/login" and scope["method"] == "POST" and message["status"] < 400:
+                    stamp = scope.get(LOGIN_STAMP)
                     for times in (self.attempts.get(client), self.all_attempts):
-                        if times:
-                            times.pop()
+                        if times and stamp in times:
+                            times.remove(stamp)
                 if foreign:
                     message["headers"] = [(k, v) for k, v in message.get("headers", [])
                                           if not k.lower().startswith(b"access-control-")]

@@ -385,6 +385,7 @@ function select(id, seek) {
 }
 function seekFrame(frame) {
   frame = Math.max(0, Math.min(S.frames - 1, Math.round(frame)));
+  leaveStretch(frame);
   S.frame = frame;
   if (video.readyState > 0) video.currentTime = (frame + 0.5) / S.fps;  // inside the frame, not on its edge
   const [a, b] = S.view;
@@ -403,8 +404,7 @@ function showFrame() {
 }
 function onFrame(_now, meta) {
   if (!video.paused) {
-    S.frame = Math.min(S.frames - 1, Math.round(meta.mediaTime * S.fps));
-    if (S.watched) S.watched.to = Math.max(S.watched.to, S.frame);
+    playedTo(Math.round(meta.mediaTime * S.fps));
     const [a, b] = S.view;
     if (S.frame > b) { S.view = clampView(S.frame - (b - a) * 0.1, S.frame + (b - a) * 0.9); drawTimeline(); }
     showFrame();
@@ -414,20 +414,32 @@ function onFrame(_now, meta) {
 if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(onFrame);
 else video.addEventListener('timeupdate', () => {
   if (video.paused) return;
-  S.frame = Math.floor(video.currentTime * S.fps);
-  if (S.watched) S.watched.to = Math.max(S.watched.to, S.frame);
+  playedTo(Math.floor(video.currentTime * S.fps));
   showFrame();
 });
-video.addEventListener('play', () => { $('play-button').textContent = 'pause'; });
-// Called before play() (its 'play' event comes after the first frames may have been shown):
-// playing on from inside the watched stretch extends it; from anywhere else (a seek past what
-// was played, or back before it) a new stretch starts, so only what was played is "watched".
-function beginStretch() {
+video.addEventListener('play', () => { $('play-button').textContent = 'pause'; beginStretch(); });
+// The watched stretch holds only frames that were played: playing on from inside it extends
+// it; playing from anywhere else (after a seek past it or back before it) starts a new one,
+// and so does a seek made while the video plays, or a jump in what plays (never a skip).
+const STRETCH_GAP = 50;  // frames: more between two shown frames is a jump, not playback
+function beginStretch() {  // also called before play(): its 'play' event comes after frames may show
   S.playedSince = true;
   const w = S.watched;
   if (!w || S.frame < w.from || S.frame > w.to + 1) S.watched = { from: S.frame, to: S.frame };
   showWatched();
 }
+function leaveStretch(frame) {  // a seek: while playing, what comes next is another stretch
+  const w = S.watched;
+  if (!video.paused && w && (frame < w.from || frame > w.to + 1)) S.watched = { from: frame, to: frame };
+}
+function playedTo(frame) {
+  S.frame = Math.min(S.frames - 1, frame);
+  const w = S.watched;
+  if (!w) return;
+  if (S.frame < w.from || S.frame > w.to + STRETCH_GAP) S.watched = { from: S.frame, to: S.frame };
+  else w.to = Math.max(w.to, S.frame);
+}
+video.addEventListener('seeking', () => leaveStretch(Math.min(S.frames - 1, Math.floor(video.currentTime * S.fps))));
 video.addEventListener('pause', () => {
   $('play-button').textContent = 'play';
   S.frame = Math.min(S.frames - 1, Math.floor(video.currentTime * S.fps)); showFrame();
@@ -443,17 +455,22 @@ function showWatched() {
   band.style.transform = `translateX(${x0}px)`;
   band.style.width = `${Math.max(0, x1 - x0)}px`;
 }
-// Shift+A: accept, as one edit, the pending predictions shown (filters and cut apply) in the
-// stretch played since the last Shift+A: the analyst watches through, stops only where a marker
-// looks wrong, fixes it, and lets the rest pass. The server checks each is still pending as seen.
+// Shift+A: accept, as one edit, the pending predictions shown (the filters and the cut as they
+// are now) in the stretch played since the last Shift+A: the analyst watches through, stops
+// only where a marker looks wrong, fixes it, and lets the rest pass. The server checks each is
+// still pending as seen. Only once it is saved does the next stretch start: a conflict or a
+// lost reply keeps the band, to be accepted again.
 function acceptWatched() {
   const w = S.watched;
   if (!w || w.to <= w.from) { status('play the video first: Shift+A accepts the pending predictions played since the last Shift+A', 'error'); return; }
-  const list = S.list.filter((e) => e.kind === 'prediction' && e.status === 'pending' && e.frame >= w.from && e.frame <= w.to);
-  S.watched = { from: w.to, to: w.to };
-  showWatched();
-  if (!list.length) { status(`no pending prediction shown in ${clock(w.from)}–${clock(w.to)}`); return; }
-  send({ op: 'bulk', decision: 'accept', span: [w.from, w.to], events: list.map((e) => ({ id: e.id, revision: e.revision })) });
+  if (w.sending) { status('accepting the watched stretch…', 'saving'); return; }
+  const upTo = w.to;
+  const list = S.list.filter((e) => e.kind === 'prediction' && e.status === 'pending' && e.frame >= w.from && e.frame <= upTo);
+  const next = () => { if (S.watched === w) { S.watched = { from: upTo, to: Math.max(upTo, w.to) }; showWatched(); } };
+  if (!list.length) { status(`no pending prediction shown in ${clock(w.from)}–${clock(upTo)}`); next(); return; }
+  w.sending = true;
+  send({ op: 'bulk', decision: 'accept', span: [w.from, upTo], events: list.map((e) => ({ id: e.id, revision: e.revision })) })
+    .then((ok) => { if (ok) next(); }).catch(() => {}).finally(() => { w.sending = false; });
 }
 function togglePlay() { if (video.paused) { beginStretch(); video.play(); } else video.pause(); }
 function step(n) { video.pause(); seekFrame(S.frame + n); }
@@ -942,6 +959,7 @@ async function sendNow(action, game, seq) {
     if (res.current && 'fully_reviewed' in res.current) { S.reviewed = res.current.fully_reviewed; showReviewed(); }
     status(res.current ? `conflict: ${res.message}` : `not saved: ${res.message}`, res.current ? 'conflict' : 'error');
   }
+  return res.ok;  // send()'s promise says whether it was saved
 }
 setInterval(async () => {  // edits made elsewhere (another tab, the CLI) arrive within seconds
   if (!S.game || S.busy || document.hidden) return;
@@ -986,7 +1004,7 @@ document.addEventListener('keydown', (ev) => {
   else if (k === 'n') jump(1);
   else if (k === 'p') jump(-1);
   else if (KEYS.includes(k) && !ev.shiftKey) { video.pause(); send({ op: 'add', frame: S.frame, label: S.classes[KEYS.indexOf(k)], team: S.team }); }
-  else if (k === 'A') acceptWatched();
+  else if (k === 'A' && ev.shiftKey) acceptWatched();  // not Caps Lock's a
   else if (k === 'a' && sel && sel.kind === 'label' && sel.model) status(`${sel.label} at ${clock(sel.frame)} is already accepted (r rejects it, Delete removes it)`);
   else if (k === 'a') sel && sel.kind === 'prediction' ? edit({ op: 'accept' }) : status('a accepts a selected prediction', 'error');
   else if (k === 'r' && sel && sel.kind === 'label' && sel.model) send({ op: 'reject', id: `p${sel.prediction}`, revision: sel.prediction_revision });

@@ -739,6 +739,8 @@ def _timed_retrain(copy: Workspace, log, decisions: range) -> dict:
 # --------------------------------------------------------------------------- review cuts
 
 
+#: Watching through where each marker let pass costs a decision's thought: the cautious reading.
+CAREFUL = Effort(**{**EFFORT.as_dict(), "pass_s": EFFORT.think_s})
 #: The two ways of reviewing a new game the cuts are measured for (``core.effort``).
 WORKFLOWS = {"time_order": review_in_time_order, "watch_through": watch_through}
 
@@ -770,8 +772,9 @@ def review_cuts(data: Path, plan: Plan, log) -> dict:
                 row = {"seed": seed, "version": version, "predictions": len(on_new),
                        "scratch": per_minutes(from_scratch(new_truth, n, EFFORT), n)}
                 for name, review in WORKFLOWS.items():
-                    cut = best_cut([(on_pool, pool_truth, pool["frame_count"])], review=review)
-                    bound = best_cut([(on_new, new_truth, n)], review=review)
+                    # Both games have true events, so both cuts exist (best_cut: None only without).
+                    cut = best_cut([(on_pool, pool_truth, pool["frame_count"])], EFFORT, review=review)
+                    bound = best_cut([(on_new, new_truth, n)], EFFORT, review=review)
 
                     def minutes(at: float) -> float:
                         kept = [p for p in on_new if p["confidence"] >= at]
@@ -779,13 +782,24 @@ def review_cuts(data: Path, plan: Plan, log) -> dict:
                     row[name] = {"stored": minutes(0.0), "cut": cut, "at_cut": minutes(cut),
                                  "kept": sum(p["confidence"] >= cut for p in on_new), "bound_cut": bound,
                                  "at_bound": minutes(bound), "none": minutes(2.0),
-                                 "perfect": per_minutes(review(perfect, new_truth, n, EFFORT), n)}
+                                 "perfect": per_minutes(review(perfect, new_truth, n, EFFORT), n),
+                                 # each marker let pass costing a decision's thought (Effort.pass_s)
+                                 "perfect_careful": per_minutes(review(perfect, new_truth, n, CAREFUL), n),
+                                 "parts_at_cut": vars(review([p for p in on_new if p["confidence"] >= cut],
+                                                             new_truth, n, EFFORT))}
                     r = row[name]
                     log(f"seed {seed} {version:>6} {name}: scratch {row['scratch']:.1f} min; all predictions "
                         f"{r['stored']:.1f} ({len(on_new)}); at the pool's cut {cut:.2f} {r['at_cut']:.1f} "
                         f"({r['kept']}); at the best cut for this game ({bound:.2f}) {r['at_bound']:.1f}; "
                         f"no prediction {r['none']:.1f}; a perfect model {r['perfect']:.1f}")
                 row["let_pass"] = passed(on_new, new_truth, EFFORT)
+                verdicts = judge(on_new, new_truth)
+                row["verdicts"] = {"accept": sum(v.action == "accept" for v in verdicts.verdicts.values()),
+                                   "of_them_team_wrong": sum(v.action == "accept" and v.team_flip
+                                                             for v in verdicts.verdicts.values()),
+                                   "relabel": sum(v.action == "relabel" for v in verdicts.verdicts.values()),
+                                   "reject": sum(v.action == "reject" for v in verdicts.verdicts.values()),
+                                   "missed": len(verdicts.missed)}
                 rows.append(row)
     summary = {}
     for version in ("round0", "last"):
@@ -796,13 +810,14 @@ def review_cuts(data: Path, plan: Plan, log) -> dict:
         summary[version] = {"scratch": scratch}
         for name in WORKFLOWS:
             mean = {k: statistics.mean(r[name][k] for r in chosen)
-                    for k in ("stored", "at_cut", "at_bound", "none", "perfect")}
+                    for k in ("stored", "at_cut", "at_bound", "none", "perfect", "perfect_careful")}
             summary[version][name] = mean
             log(f"{version}, {name}, mean of {len(chosen)} seeds: scratch {scratch:.1f} min; all predictions "
                 f"{mean['stored']:.1f} ({mean['stored'] / scratch:.2f}x); at the pool's cut "
                 f"{mean['at_cut']:.1f} ({mean['at_cut'] / scratch:.2f}x); at the best cut "
                 f"{mean['at_bound']:.1f} ({mean['at_bound'] / scratch:.2f}x); a perfect model "
-                f"{mean['perfect']:.1f} ({mean['perfect'] / scratch:.2f}x)")
+                f"{mean['perfect']:.1f} ({mean['perfect'] / scratch:.2f}x; with a thought per marker let pass "
+                f"{mean['perfect_careful']:.1f}, {mean['perfect_careful'] / scratch:.2f}x)")
     return {"effort": EFFORT.as_dict(), "rows": rows, "summary": summary}
 
 

@@ -61,6 +61,10 @@ class Effort:
     #: and still look right at review speed, so that the analyst lets it pass (80 ms of game at
     #: 25 fps, 40 ms of viewing at 2x; assumption). Such a label keeps the model's frame.
     pass_frames: int = 2
+    #: Watching through, what a marker let pass costs beyond the watching: nothing (assumption:
+    #: the analyst checks it as it plays, as (b) assumes they spot missed events while watching;
+    #: ``think_s`` here is the cautious reading, which the bench prints beside it).
+    pass_s: float = 0.0
 
     def keys(self, n: float) -> float:
         return n * self.key_s
@@ -90,11 +94,11 @@ class Effort:
 
     def stop(self) -> float:
         """Watching through, a marker that looks wrong: pause (Space), select it (``p``, the event
-        just passed, seeks back to it) and look at it."""
-        return self.keys(2) + self.look_s
+        just passed, seeks back to it), look at it, and (after the decision) play on (Space)."""
+        return self.keys(3) + self.look_s
 
     def accept_watched(self) -> float:
-        """Shift+A: accept the pending predictions watched since the last time (two keys)."""
+        """Shift+A: accept the pending predictions of the watched stretch (two keys)."""
         return self.keys(2)
 
     def dismiss(self) -> float:
@@ -248,25 +252,22 @@ def follow_queue(items: list[dict], predictions: list[dict], truth: list[dict], 
 def watch_through(predictions: list[dict], truth: list[dict], n_frames: int, effort: Effort = Effort()) -> Cost:
     """(d) Watch the game at ``review_speed`` with the predictions' markers, stopping only where
     one looks wrong: a false alarm, another class, the other team, or a frame further off than
-    ``pass_frames`` (:meth:`Effort.stop`, then the decision); Shift+A before each such stop and
-    at the end accepts, as one edit, the pending predictions watched since the last Shift+A
+    ``pass_frames`` (:meth:`Effort.stop`, then the decision); the right ones are let pass
+    (``pass_s`` each). Stops go back inside the watched stretch and play on from there, so the
+    stretch runs on, and one Shift+A at the end accepts, as one edit, every prediction let pass
     (the review screen's "accept the watched stretch"). Missed events are added while watching,
     as in (b). The predictions let pass keep the model's frame, at most ``pass_frames`` off:
     :func:`passed` counts them."""
     verdicts = judge(predictions, truth)
     cost = Cost(watch=effort.watch(game_seconds(n_frames), effort.review_speed))
-    waiting = stretches = 0  # predictions let pass since the last Shift+A; Shift+As pressed
-    for p in sorted(predictions, key=lambda p: (p["frame"], p["id"])):
-        v = verdicts.verdicts[p["id"]]
+    let_pass = 0
+    for v in verdicts.verdicts.values():
         if _passes(v, effort):
-            waiting += 1
+            let_pass += 1
             continue
-        stretches += waiting > 0
-        waiting = 0
         cost.jumps += effort.stop()
         cost.decisions += decision_seconds(v, effort)
-    stretches += waiting > 0
-    cost.decisions += stretches * effort.accept_watched()
+    cost.decisions += let_pass * effort.pass_s + (effort.accept_watched() if let_pass else 0.0)
     cost.adds = len(verdicts.missed) * effort.add_while_watching()
     return cost
 

@@ -255,7 +255,7 @@ def test_watching_through_shift_a_accepts_what_was_played_and_nothing_else(page,
     store = Store.open(workspace)
     gid = store.games()[0]["id"]
     page.wait_for_function("() => document.querySelector('#player').readyState >= 2", timeout=30_000)
-    page.keyboard.press("A")
+    page.keyboard.press("Shift+A")
     assert "play the video first" in status(page)  # nothing played yet: nothing to accept
     page.locator("#timeline .bs-marker.label").first.click()  # a selection before playing
     page.keyboard.press("g")
@@ -284,7 +284,7 @@ def test_watching_through_shift_a_accepts_what_was_played_and_nothing_else(page,
         page.keyboard.press("r")
     steps = len(store.history(gid, limit=1000))
     with saved(page):
-        page.keyboard.press("A")
+        page.keyboard.press("Shift+A")
     assert f"accepted {len(watched) - 1} pending prediction(s) watched" in status(page), status(page)
     status_of = {p["id"]: p["status"] for p in store.predictions(gid, "v1")}
     assert status_of[wrong["id"]] == "rejected"
@@ -292,7 +292,7 @@ def test_watching_through_shift_a_accepts_what_was_played_and_nothing_else(page,
     assert all(status_of[p["id"]] == "pending" for p in later)
     assert len(store.history(gid, limit=1000)) == steps + 1
     assert not band.is_visible()  # the next stretch starts where this one ended
-    page.keyboard.press("A")
+    page.keyboard.press("Shift+A")
     assert "play the video first" in status(page)
 
     with saved(page):
@@ -303,6 +303,38 @@ def test_watching_through_shift_a_accepts_what_was_played_and_nothing_else(page,
     with saved(page):
         page.keyboard.press("Control+z")
     assert store.prediction(wrong["id"])["status"] == "pending"
+
+    # Another tab decides one of a stretch's predictions: Shift+A is a conflict, nothing is
+    # written, and the band stays, to be accepted again.
+    page.keyboard.press("g")
+    page.keyboard.type("0")
+    page.keyboard.press("Enter")
+    page.keyboard.press(" ")
+    page.wait_for_function("() => Number(document.querySelector('#frame-number').textContent) >= 350", timeout=20_000)
+    page.keyboard.press(" ")
+    page.wait_for_function("() => document.querySelector('#player').paused")
+    first, last = int(band.get_attribute("data-from")), int(band.get_attribute("data-to"))
+    watched = [p for p in store.predictions(gid, "v1") if first <= p["frame"] <= last and p["status"] == "pending"]
+    store.reject(watched[0]["id"], reviewer="ben")
+    before = store.dump()
+    with saved(page):
+        page.keyboard.press("Shift+A")
+    assert page.locator("#edit-status").get_attribute("data-kind") == "conflict", status(page)
+    assert store.dump() == before
+    assert band.is_visible() and int(band.get_attribute("data-from")) == first
+    store.undo(gid, author="ben")
+
+    # A click on a marker ahead while the video plays (it seeks and plays on): what is skipped is
+    # not watched; the stretch starts again there.
+    ahead = next(m for m in page.locator("#timeline .bs-marker.label").all()
+                 if 450 <= int(m.get_attribute("data-frame")) <= 540)
+    target = int(ahead.get_attribute("data-frame"))
+    page.keyboard.press(" ")
+    ahead.click()
+    page.wait_for_function(f"() => Number(document.querySelector('#frame-number').textContent) >= {target + 20}",
+                           timeout=20_000)
+    page.keyboard.press(" ")
+    assert target <= int(band.get_attribute("data-from")) <= target + 5, (target, band.get_attribute("data-from"))
     store.close()
 
 

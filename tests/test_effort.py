@@ -97,9 +97,9 @@ def test_following_the_queue():
 
 
 def test_watching_through_stops_only_where_a_marker_looks_wrong():
-    """(d): the right predictions pass (Shift+A accepts each stretch of them), each wrong one
-    costs a stop and its decision, as in time order; a perfect model costs the watching and a
-    Shift+A, far under both time order and scratch, while time order pays a stop per event."""
+    """(d): the right predictions pass (one Shift+A at the end accepts them), each wrong one
+    costs a stop (Space, p, a look, Space) and its decision, as in time order; a perfect model
+    costs the watching and a Shift+A, under half of time order, which pays a stop per event."""
     n_frames = 25 * 60
     truth = [_ev(100 + k, 100 + 70 * k, "PASS") for k in range(20)]
     perfect = [_ev(k, t["frame"], "PASS", "home", 0.9) for k, t in enumerate(truth)]
@@ -107,6 +107,9 @@ def test_watching_through_stops_only_where_a_marker_looks_wrong():
     assert cost.seconds == pytest.approx(60 / E.review_speed + E.accept_watched())
     assert cost.seconds < review_in_time_order(perfect, truth, n_frames).seconds / 2
     assert passed(perfect, truth) == {0: 20}
+    careful = Effort(pass_s=E.think_s)  # a decision's thought for every marker let pass
+    assert watch_through(perfect, truth, n_frames, careful).seconds == pytest.approx(
+        cost.seconds + 20 * E.think_s)
 
     preds = [{**p} for p in perfect]
     preds[3]["frame"] += 2                     # 2 frames off: looks right at 2x, passes, keeps its frame
@@ -116,14 +119,16 @@ def test_watching_through_stops_only_where_a_marker_looks_wrong():
     del preds[15]                              # missed: added while watching
     cost = watch_through(preds, truth, n_frames)
     assert cost.watch == pytest.approx(60 / E.review_speed)
+    assert E.stop() == pytest.approx(3 * E.key_s + E.look_s)
     assert cost.jumps == pytest.approx(3 * E.stop())
-    # Shift+A: before the stop at event 5 (0-4 passed), at 9 (6-8), at the false alarm (10-14, 16-19)
     assert cost.decisions == pytest.approx(E.accept(-5) + E.accept(0, team_flip=True) + E.reject()
-                                           + 3 * E.accept_watched())
+                                           + E.accept_watched())
     assert cost.adds == pytest.approx(E.add_while_watching())
     assert passed(preds, truth) == {0: 16, 2: 1}
     strict = Effort(pass_frames=0)  # only what is right to the frame passes: one more stop
     assert watch_through(preds, truth, n_frames, strict).jumps == pytest.approx(4 * strict.stop())
+    # Nothing let pass: no Shift+A.
+    assert watch_through(preds[5:6], truth[5:6], n_frames).decisions == pytest.approx(E.accept(-5))
 
 
 def test_the_best_review_cut_leaves_out_the_false_alarms_and_keeps_the_events():

@@ -395,16 +395,58 @@ def test_the_login_counts_forget_made_up_clients_and_the_window_passes():
 
     now = [0.0]
     guard = RequestGuard(None, {"127.0.0.1"}, clock=lambda: now[0])
-    answers = [guard._attempt(f"10.0.{i // 256}.{i % 256}") for i in range(10_000)]
+    answers = [guard._attempt(f"10.0.{i // 256}.{i % 256}")[0] for i in range(10_000)]
     assert sum(a is None for a in answers) == LOGIN_FAILURES_ALL
     assert "all clients together" in answers[-1]
     assert len(guard.attempts) == LOGIN_FAILURES_ALL  # refused names left nothing behind
     now[0] = LOGIN_WINDOW_S + 1
-    assert guard._attempt("192.0.2.1") is None  # the window passed
+    assert guard._attempt("192.0.2.1")[0] is None  # the window passed
     for minute in range(2, 22):  # 20 minutes of 20 new names each: 400 names, most long past
         now[0] = minute * (LOGIN_WINDOW_S + 1)
-        assert all(guard._attempt(f"172.16.{minute}.{i}") is None for i in range(LOGIN_FAILURES_ALL))
+        assert all(guard._attempt(f"172.16.{minute}.{i}")[0] is None for i in range(LOGIN_FAILURES_ALL))
     assert len(guard.attempts) <= 256 + LOGIN_FAILURES_ALL
+
+
+def test_a_success_gives_back_only_its_own_login_attempt():
+    """Guesses under fresh names, each followed by a login to the guesser's own account: the
+    successes take back their own counts, not the guesses', so the guesses still stop at
+    LOGIN_FAILURES_ALL (before, each success took back the newest count: guessing unlimited)."""
+    import asyncio
+
+    from app.server import LOGIN_FAILURES_ALL, RequestGuard
+
+    async def login_app(scope, receive, send):  # the right password is "own"
+        body = (await receive())["body"]
+        await send({"type": "http.response.start", "status": 200 if body == b"password=own" else 400,
+                    "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    guard = RequestGuard(login_app, {"127.0.0.1"}, clock=lambda: 0.0)  # one instant: equal clock values
+
+    async def post(client: str, password: str) -> int:
+        scope = {"type": "http", "method": "POST", "path": "/login", "client": (client, 1), "query_string": b"",
+                 "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/x-www-form-urlencoded")]}
+        body = f"password={password}".encode()
+        answers = []
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answers.append(message["status"])
+        await guard(scope, receive, send)
+        return answers[0]
+
+    async def attack() -> list[int]:
+        codes = []
+        for i in range(60):
+            codes.append(await post(f"198.51.100.{i}", f"guess-{i}"))
+            assert await post("192.0.2.9", "own") in (200, 429)
+        return codes
+    codes = asyncio.run(attack())
+    assert codes.count(400) == LOGIN_FAILURES_ALL and codes[LOGIN_FAILURES_ALL:] == [429] * (60 - LOGIN_FAILURES_ALL)
+    assert len(guard.all_attempts) == LOGIN_FAILURES_ALL
 
 
 def test_another_site_cannot_log_a_user_out(auth_app):
