@@ -186,6 +186,60 @@ def test_two_ddp_ranks_on_gloo_end_with_the_same_weights(ws, tmp_path):
         assert len(store.models()) == before + 1
 
 
+#: One DDP rank's part of add_tracks: it saves the tracks it ends with and how many it drew.
+_DRAW_TRACKS = """
+import os, sys
+import numpy as np, torch, torch.distributed as dist
+from core.model import BallActionModel
+from core.store import Store
+from core.training import TrainConfig, load_games
+from core.training.track import add_tracks
+from core.workspace import Workspace
+dist.init_process_group("gloo")
+config = TrainConfig.load(sys.argv[1])
+torch.manual_seed(0)
+model = BallActionModel(config.model).eval()
+with Store.open(Workspace.at(sys.argv[2])) as store:
+    games = load_games(store, Workspace.at(sys.argv[2]), ["train", "valid"], config)
+drawn = add_tracks(model, games, config, torch.device("cpu"))
+np.savez(os.path.join(sys.argv[3], f"rank-{dist.get_rank()}.npz"), drawn=drawn,
+         **{f"game{k}": g.track for k, g in enumerate(games)})
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_ranks_share_out_the_ball_tracks_and_all_end_with_every_game_s_track(ws, tmp_path):
+    """On several GPUs each rank draws the tracks of its share of the games, not of all of them
+    (a cold cache of 100-minute matches would cost every GPU the whole drawing), and every rank
+    ends with the same track of every game as one process draws."""
+    from core.model import BallActionModel
+    from core.training.track import add_tracks
+
+    data = yaml.safe_load(TINY.read_text())
+    data["model"]["track_frames"] = 15
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    config = TrainConfig.load(config_path)
+    with Store.open(ws) as store:  # the frame caches, built once before the ranks open them
+        games = load_games(store, ws, ["train", "valid"], config)
+    assert len(games) == 2
+    torch.manual_seed(0)
+    assert add_tracks(BallActionModel(config.model).eval(), games, config, torch.device("cpu")) == 2
+    script = tmp_path / "draw.py"
+    script.write_text(_DRAW_TRACKS)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script),
+                           str(config_path), str(ws.root), str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    for rank in (0, 1):
+        got = np.load(tmp_path / f"rank-{rank}.npz")
+        assert int(got["drawn"]) == 1  # its own game only
+        for k, g in enumerate(games):
+            assert got[f"game{k}"].shape == g.track.shape and np.allclose(got[f"game{k}"], g.track, atol=1e-5)
+
+
 def test_pretraining_learns_where_the_ball_is_and_feeds_the_encoder(ws, tmp_path):
     from safetensors.torch import load_file
 
