@@ -81,6 +81,12 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
     size = tuple(config.model.input_size)
     drawn_by = detector_digest(model, device) if cache is not None else ""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if world > 1 and not _same_games_on_every_rank(games):
+        # The ranks read the store one after another: an edit in between can leave them with
+        # other games. Each then draws all of its own rather than waiting for a track that
+        # no rank sends.
+        log.warning("the ranks loaded different training games: each draws every track itself")
+        rank, world = 0, 1
     t0, drawn = time.perf_counter(), 0
     tracks: list[np.ndarray | None] = [None] * len(games)
     for k, g in enumerate(games):
@@ -106,6 +112,14 @@ def add_tracks(model: BallActionModel, games: list[GameData], config: TrainConfi
         g.n_frames = min(g.n_frames, len(tracks[k]))
         g.track = tracks[k][:g.n_frames]  # windows of frames and of the track clamp at the same end
     return drawn
+
+
+def _same_games_on_every_rank(games: list[GameData]) -> bool:
+    """Whether every rank holds the same games in the same order (one collective, every rank)."""
+    mine = [(g.game_id, g.n_frames, g.track_key) for g in games]
+    every: list = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    return all(other == mine for other in every)
 
 
 #: Raised whenever the way a track is drawn from frames changes (``frame_tracks``, ``BallHead``,
